@@ -1,0 +1,34 @@
+# Two commands for students: `make lab` and `make test`. Both create and reuse .venv/.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch. On a Linux laptop without a GPU, take it from PyTorch's CPU index:
+#   make lab TORCH_PIP_ARGS="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?= torch==2.13.0
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install lab test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned, so that pip never resolves the open range to a multi-GB CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name mha-course --display-name "Python (mha-course)"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/attention.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info site
