@@ -29,6 +29,7 @@ __all__ = [
     "init_params",
     "multi_head_attention",
     "multi_head_attention_loop",
+    "project",
     "softmax_backward",
     "scaled_dot_product_attention_backward",
     "multi_head_attention_backward",
@@ -216,8 +217,12 @@ def _check_mha_inputs(X_q, X_kv, params: MHAParams, mask):
     return X_q, X_kv, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2]))
 
 
-def _project(X, W, b):
-    """X (..., n, d_model) times every head's W (n_heads, d_model, d_k) in one matmul."""
+def project(X, W, b=None):
+    """Every head's projection at once: X (..., n, d_model), W (n_heads, d_model, d_k),
+    b (n_heads, d_k) or None -> X W_i + b_i for each head i, stacked as (..., n_heads, n, d_k).
+
+    One matmul with the heads side by side: the same numbers as `X @ W[i]` head by head.
+    """
     n_heads, d_model, d_k = W.shape
     W_all = W.transpose(1, 0, 2).reshape(d_model, n_heads * d_k)  # (d_model, n_heads * d_k)
     P = (X @ W_all).reshape(*X.shape[:-1], n_heads, d_k)  # (..., n, n_heads, d_k)
@@ -228,9 +233,9 @@ def _project(X, W, b):
 
 def _mha_forward(X_q, X_kv, p: MHAParams, mask):
     """The batched forward pass; returns the output and the intermediates backward needs."""
-    Q = _project(X_q, p.W_Q, p.b_Q)  # (..., n_heads, n_q, d_k)
-    K = _project(X_kv, p.W_K, p.b_K)  # (..., n_heads, n_k, d_k)
-    V = _project(X_kv, p.W_V, p.b_V)  # (..., n_heads, n_k, d_v)
+    Q = project(X_q, p.W_Q, p.b_Q)  # (..., n_heads, n_q, d_k)
+    K = project(X_kv, p.W_K, p.b_K)  # (..., n_heads, n_k, d_k)
+    V = project(X_kv, p.W_V, p.b_V)  # (..., n_heads, n_k, d_v)
     head_mask = None if mask is None else mask[..., None, :, :]  # (..., 1, n_q, n_k)
     Z, A = _sdpa(Q, K, V, head_mask)  # (..., n_heads, n_q, d_v), (..., n_heads, n_q, n_k)
     concat = np.moveaxis(Z, -3, -2)  # (..., n_q, n_heads, d_v)

@@ -25,6 +25,7 @@ __all__ = [
     "MHAOutput",
     "multi_head_attention",
     "multi_head_attention_loop",
+    "project",
     "MultiHeadAttention",
     "from_torch_mha",
     "to_torch_mha",
@@ -150,8 +151,12 @@ def _check_mha_inputs(X_q, X_kv, params, mask):
     return X_q, X_kv, p, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2]))
 
 
-def _project(X, W, b):
-    """X (..., n, d_model) times every head's W (n_heads, d_model, d_k) in one matmul."""
+def project(X, W, b=None):
+    """Every head's projection at once: X (..., n, d_model), W (n_heads, d_model, d_k),
+    b (n_heads, d_k) or None -> X W_i + b_i for each head i, stacked as (..., n_heads, n, d_k).
+
+    One matmul with the heads side by side: the same numbers as `X @ W[i]` head by head.
+    """
     n_heads, d_model, d_k = W.shape
     W_all = W.permute(1, 0, 2).reshape(d_model, n_heads * d_k)  # (d_model, n_heads * d_k)
     P = (X @ W_all).reshape(*X.shape[:-1], n_heads, d_k)  # (..., n, n_heads, d_k)
@@ -167,9 +172,9 @@ def multi_head_attention(X_q, X_kv, params, mask=None) -> MHAOutput:
     """
     X_q, X_kv, p, mask = _check_mha_inputs(X_q, X_kv, params, mask)
     n_heads, d_v = p["W_V"].shape[0], p["W_V"].shape[2]
-    Q = _project(X_q, p["W_Q"], p["b_Q"])  # (..., n_heads, n_q, d_k)
-    K = _project(X_kv, p["W_K"], p["b_K"])  # (..., n_heads, n_k, d_k)
-    V = _project(X_kv, p["W_V"], p["b_V"])  # (..., n_heads, n_k, d_v)
+    Q = project(X_q, p["W_Q"], p["b_Q"])  # (..., n_heads, n_q, d_k)
+    K = project(X_kv, p["W_K"], p["b_K"])  # (..., n_heads, n_k, d_k)
+    V = project(X_kv, p["W_V"], p["b_V"])  # (..., n_heads, n_k, d_v)
     head_mask = None if mask is None else mask[..., None, :, :]  # (..., 1, n_q, n_k)
     Z, A = _sdpa(Q, K, V, head_mask)  # (..., n_heads, n_q, d_v), (..., n_heads, n_q, n_k)
     concat = Z.movedim(-3, -2)  # (..., n_q, n_heads, d_v)

@@ -1,0 +1,146 @@
+"""Attention heatmaps: one head (`attention_heatmap`) or every head of every layer (`head_grid`).
+
+Views only draw. They take the attention weights A = softmax(Q K^T / sqrt(d_k)) as NumPy arrays
+(rows = queries, columns = keys) and never compute attention themselves, so the same picture serves
+the NumPy core, the PyTorch core, a toy model or a pretrained one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = ["attention_heatmap", "head_grid", "DEFAULT_CMAP"]
+
+DEFAULT_CMAP = "Blues"  # white = no weight, so masked (zero) entries read as empty
+
+
+def _as_weights(weights, ndims: tuple[int, ...], axes: str) -> np.ndarray:
+    """A float NumPy copy of `weights` with one of the allowed ranks, finite everywhere."""
+    if hasattr(weights, "detach"):  # a torch tensor, possibly requiring grad
+        weights = weights.detach().cpu().numpy()
+    arr = np.asarray(weights)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"attention weights must be real numbers; got dtype {arr.dtype}")
+    if arr.ndim not in ndims:
+        raise ValueError(f"attention weights must have shape {axes}; got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"attention weights are empty (shape {arr.shape}); nothing to draw")
+    if not np.isfinite(arr).all():
+        raise ValueError("attention weights contain NaN or inf; a heatmap needs finite values")
+    return arr.astype(np.float64)
+
+
+def _check_tokens(name: str, tokens: Sequence[str], n: int, axis: str) -> list[str]:
+    if isinstance(tokens, str):
+        raise TypeError(f"{name} must be a list of token strings, not one string {tokens!r}")
+    tokens = [str(t) for t in tokens]
+    if len(tokens) != n:
+        raise ValueError(f"{name} has {len(tokens)} tokens but the weights have {n} {axis} "
+                         f"(one label per {axis[:-1]})")
+    return tokens
+
+
+def attention_heatmap(weights, tokens_q: Sequence[str], tokens_k: Sequence[str] | None = None,
+                      ax: Axes | None = None, title: str | None = None, *,
+                      cmap: str = DEFAULT_CMAP, vmin: float = 0.0, vmax: float | None = None,
+                      colorbar: bool = False, annotate: bool = False, fmt: str = ".2f",
+                      xlabel: str | None = "key", ylabel: str | None = "query",
+                      tick_labels: bool = True) -> Axes:
+    """Draw one head's weights A (n_q, n_k) with query tokens down the rows, key tokens across.
+
+    Row i shows how query token i spreads its attention over the keys (each row sums to 1 for
+    softmax weights). `tokens_k` defaults to `tokens_q` (self-attention). `vmax=None` scales the
+    colours to the largest weight; pass vmax=1.0 to compare heads on one absolute scale.
+    `annotate` writes each weight in its cell (readable up to about 12 tokens). Returns the Axes.
+    """
+    A = _as_weights(weights, (2,), "(n_q, n_k)")
+    n_q, n_k = A.shape
+    tokens_q = _check_tokens("tokens_q", tokens_q, n_q, "queries (rows)")
+    tokens_k = tokens_q if tokens_k is None else tokens_k
+    tokens_k = _check_tokens("tokens_k", tokens_k, n_k, "keys (columns)")
+    if ax is None:
+        side = 0.38 * max(n_q, n_k) + 1.2
+        _, ax = plt.subplots(figsize=(side + (0.8 if colorbar else 0), side))
+
+    image = ax.imshow(A, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal", interpolation="nearest")
+    if tick_labels:
+        ax.set_xticks(range(n_k), tokens_k, rotation=90)
+        ax.set_yticks(range(n_q), tokens_q)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if annotate:
+        lo, hi = image.norm.vmin, image.norm.vmax
+        for i in range(n_q):
+            for j in range(n_k):
+                dark = (A[i, j] - lo) > 0.6 * (hi - lo)  # white text on dark cells
+                ax.text(j, i, format(A[i, j], fmt).lstrip("0") or "0", ha="center", va="center",
+                        fontsize=7, color="white" if dark else "black")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    return ax
+
+
+def head_grid(weights, tokens: Sequence[str], tokens_k: Sequence[str] | None = None, *,
+              titles: Sequence[str] | None = None, cmap: str = DEFAULT_CMAP,
+              vmax: float | None = None, cell_size: float = 2.0, colorbar: bool = True,
+              tick_labels: bool = True, suptitle: str | None = None) -> Figure:
+    """Every head at once: a grid of small heatmaps, rows = layers, columns = heads.
+
+    weights (n_layers, n_heads, n_q, n_k), or (n_heads, n_q, n_k) for a single layer. Panels are
+    titled L{layer}H{head} unless `titles` (one per head, layer-major) says otherwise. All panels
+    share one colour scale (0 to `vmax`, by default the largest weight in the grid) so that a
+    darker cell means more weight in any panel. Token labels sit on the left column (queries)
+    and the bottom row (keys). Returns the Figure; its first n_layers * n_heads axes are the
+    panels, in layer-major order (a colour bar, if drawn, comes after them).
+    """
+    A = _as_weights(weights, (3, 4), "(n_layers, n_heads, n_q, n_k) or (n_heads, n_q, n_k)")
+    if A.ndim == 3:
+        A = A[None]  # (1, n_heads, n_q, n_k)
+    n_layers, n_heads, n_q, n_k = A.shape
+    tokens_q = _check_tokens("tokens", tokens, n_q, "queries (rows)")
+    tokens_k = tokens_q if tokens_k is None else tokens_k
+    tokens_k = _check_tokens("tokens_k", tokens_k, n_k, "keys (columns)")
+    if titles is None:
+        titles = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+    elif len(titles) != n_layers * n_heads:
+        raise ValueError(f"titles has {len(titles)} entries but the grid has "
+                         f"{n_layers} layers x {n_heads} heads = {n_layers * n_heads} panels")
+    vmax = float(A.max()) if vmax is None else vmax
+
+    label_room = 0.075 * max(len(t) for t in tokens_q + tokens_k) + 0.3 if tick_labels else 0
+    fig, axes = plt.subplots(
+        n_layers, n_heads, squeeze=False, layout="constrained",
+        figsize=(n_heads * cell_size + label_room + (0.9 if colorbar else 0),
+                 n_layers * (cell_size + 0.3) + label_room + (0.4 if suptitle else 0)),
+    )
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            ax = axes[layer, head]
+            attention_heatmap(A[layer, head], tokens_q, tokens_k, ax=ax,
+                              title=titles[layer * n_heads + head], cmap=cmap, vmax=vmax,
+                              xlabel=None, ylabel=None, tick_labels=tick_labels)
+            ax.title.set_fontsize(9)
+            if tick_labels:
+                ax.tick_params(labelsize=7, length=2)
+                if head > 0:
+                    ax.tick_params(labelleft=False)
+                if layer < n_layers - 1:
+                    ax.tick_params(labelbottom=False)
+    if colorbar:
+        fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=min(1.0, 0.6 + 0.1 * n_layers),
+                     pad=0.01, aspect=12 + 8 * n_layers, label="attention weight")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

@@ -1,0 +1,195 @@
+"""Interactive panels for the notebooks, built with ipywidgets and inline matplotlib.
+
+Each panel is a small dataclass holding the container (`widget`), its sliders and the `output`
+widget that the figure is drawn into; displaying the dataclass displays the container, and tests
+drive the sliders directly (`panel.d_k.value = 256`). Every redraw builds a fresh figure and shows
+it inside the Output (`interactive_output` clears it first), so the panel works with
+`%matplotlib inline` and nothing else. The numbers come from `mha_course.np_attention`; the panels
+only sample inputs, call the core and draw.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
+from mha_course.viz.heatmap import attention_heatmap
+from mha_course.viz.projection import projected_tokens
+
+__all__ = [
+    "D_K_CHOICES",
+    "ScalingExplorer",
+    "scaling_explorer",
+    "plot_scaling",
+    "HeadExplorer",
+    "head_explorer",
+    "head_projections",
+    "plot_head",
+]
+
+D_K_CHOICES = tuple(2**p for p in range(1, 10))  # 2, 4, ..., 512
+_HIST_RANGE = 3.0 * np.sqrt(D_K_CHOICES[-1])  # wide enough for the raw scores at d_k = 512
+
+
+class _Panel:
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)  # display(panel) shows the container
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 01: why divide by sqrt(d_k)
+
+
+@functools.lru_cache(maxsize=64)  # moving the temperature slider then only redraws
+def _random_scores(d_k: int, n_pairs: int, n_keys: int, seed: int):
+    """Raw dot products q . k for q, k with independent N(0, 1) entries: n_pairs samples for the
+    histogram, and one query against n_keys keys for the softmax row (read-only arrays)."""
+    rng = np.random.default_rng([seed, d_k])  # one stream per d_k: same picture every visit
+    f32 = np.float32  # half the sampling time of float64, and plenty for a histogram
+    q = rng.standard_normal((n_pairs, d_k), dtype=f32)  # (n_pairs, d_k)
+    k = rng.standard_normal((n_pairs, d_k), dtype=f32)  # (n_pairs, d_k)
+    pairs = np.einsum("pd,pd->p", q, k).astype(np.float64)  # (n_pairs,)
+    query = rng.standard_normal(d_k)  # (d_k,)
+    keys = rng.standard_normal((n_keys, d_k))  # (n_keys, d_k)
+    row = keys @ query  # (n_keys,)
+    pairs.flags.writeable = row.flags.writeable = False  # shared through the cache
+    return pairs, row
+
+
+def _entropy(a: np.ndarray) -> float:
+    """H(a) = -sum_j a_j log a_j in nats (0 log 0 = 0)."""
+    nz = a[a > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_keys: int = 10,
+                 seed: int = 0) -> Figure:
+    """Left: histogram of q . k and q . k / sqrt(d_k) for random q, k at this d_k. Right: the
+    softmax weights of one query over n_keys keys, softmax(q . k / (sqrt(d_k) T)) next to
+    softmax(q . k / T), so the unscaled row can be seen to saturate as d_k grows."""
+    pairs, row = _random_scores(int(d_k), n_pairs, n_keys, seed)  # (n_pairs,), (n_keys,)
+    scale = np.sqrt(d_k)
+    scaled = softmax(row / (scale * temperature))  # (n_keys,)
+    unscaled = softmax(row / temperature)  # (n_keys,)
+
+    fig, (ax_hist, ax_row) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig.subplots_adjust(wspace=0.25)  # fixed spacing: a layout engine would double the redraw time
+    bins = np.linspace(-_HIST_RANGE, _HIST_RANGE, 121)
+    ax_hist.hist(pairs, bins=bins, density=True, alpha=0.6, histtype="stepfilled",
+                 color="tab:red", label=f"raw $q\\cdot k$ (var {pairs.var():.1f})")
+    ax_hist.hist(pairs / scale, bins=bins, density=True, alpha=0.6,
+                 histtype="stepfilled", color="tab:blue",
+                 label=f"scaled $q\\cdot k/\\sqrt{{d_k}}$ (var {(pairs / scale).var():.2f})")
+    ax_hist.set_xlim(-_HIST_RANGE, _HIST_RANGE)
+    ax_hist.set_ylim(0, 0.45)  # fixed, so the raw histogram visibly flattens as d_k grows
+    ax_hist.set_xlabel("score")
+    ax_hist.set_ylabel("density")
+    ax_hist.set_title(f"{n_pairs} random pairs $q, k$ at $d_k$ = {d_k}")
+    ax_hist.legend(fontsize=8, loc="upper left")
+
+    x = np.arange(n_keys)
+    ax_row.bar(x - 0.2, unscaled, width=0.4, color="tab:red",
+               label=f"unscaled: max {unscaled.max():.2f}, entropy {_entropy(unscaled):.2f}")
+    ax_row.bar(x + 0.2, scaled, width=0.4, color="tab:blue",
+               label=f"scaled: max {scaled.max():.2f}, entropy {_entropy(scaled):.2f}")
+    ax_row.axhline(1 / n_keys, color="0.5", lw=0.8, ls=":",
+                   label=f"uniform $1/{n_keys}$ (entropy {np.log(n_keys):.2f})")
+    ax_row.set_ylim(0, 1.5)  # headroom above weight 1 keeps the legend off the bars
+    ax_row.set_yticks(np.linspace(0, 1, 6))
+    ax_row.set_xticks(x)
+    ax_row.set_xlabel("key $j$")
+    ax_row.set_ylabel("weight $a_j$")
+    ax_row.set_title(f"one query against {n_keys} keys, temperature $T$ = {temperature:.2g}")
+    ax_row.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+@dataclass(eq=False)
+class ScalingExplorer(_Panel):
+    widget: widgets.VBox
+    d_k: widgets.SelectionSlider
+    temperature: widgets.FloatLogSlider
+    output: widgets.Output
+
+
+def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0) -> ScalingExplorer:
+    """A d_k slider (2 to 512, powers of two) and a temperature slider (0.1 to 10) driving
+    `plot_scaling`. Returns the panel; display it (last line of a cell) to show it."""
+    if d_k not in D_K_CHOICES:
+        raise ValueError(f"d_k must be one of {D_K_CHOICES}; got {d_k!r}")
+    style = {"description_width": "90px"}
+    layout = widgets.Layout(width="420px")
+    d_k_slider = widgets.SelectionSlider(options=D_K_CHOICES, value=d_k, description="d_k",
+                                         continuous_update=False, style=style, layout=layout)
+    temp_slider = widgets.FloatLogSlider(value=temperature, base=10, min=-1, max=1, step=0.05,
+                                         description="temperature T", readout_format=".2f",
+                                         continuous_update=False, style=style, layout=layout)
+    def draw(d_k, temperature):
+        plot_scaling(d_k, temperature, seed=seed)
+        plt.show()
+
+    output = widgets.interactive_output(draw, {"d_k": d_k_slider, "temperature": temp_slider})
+    box = widgets.VBox([widgets.HBox([d_k_slider, temp_slider]), output])
+    return ScalingExplorer(box, d_k_slider, temp_slider, output)
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 02: one head at a time
+
+
+def head_projections(X, params: MHAParams) -> tuple[np.ndarray, np.ndarray]:
+    """Q_i = X W_i^Q + b_i^Q and K_i = X W_i^K + b_i^K for every head i, from the core's `project`:
+    X (n, d_model) -> Q, K (n_heads, n, d_k)."""
+    X = np.asarray(X, dtype=np.float64)
+    return project(X, params.W_Q, params.b_Q), project(X, params.W_K, params.b_K)
+
+
+def plot_head(Q_i, K_i, A_i, tokens, head: int, *, vmax: float | None = None) -> Figure:
+    """Head i's projected tokens on its principal plane (arrows: each query to its top key)
+    next to its heatmap A_i (n, n), coloured from 0 to `vmax` (default: A_i's largest weight)."""
+    fig, (ax_pts, ax_map) = plt.subplots(1, 2, figsize=(10, 4.4),
+                                         gridspec_kw={"width_ratios": [1.15, 1]})
+    fig.subplots_adjust(wspace=0.3)
+    projected_tokens(Q_i, K_i, tokens, ax=ax_pts, title=f"head {head}: $Q_{head}$, $K_{head}$",
+                     weights=A_i)
+    attention_heatmap(A_i, tokens, ax=ax_map, title=f"head {head}: weights $A_{head}$",
+                      vmax=vmax, colorbar=True)
+    return fig
+
+
+@dataclass(eq=False)
+class HeadExplorer(_Panel):
+    widget: widgets.VBox
+    head: widgets.IntSlider
+    output: widgets.Output
+    weights: np.ndarray  # (n_heads, n, n), what the panel shows
+
+
+def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> HeadExplorer:
+    """A head slider showing head i's queries and keys in 2-D next to its own heatmap.
+
+    `example` needs `.X` (n, d_model) and `.tokens` (n), as `running_example()` gives. Attention
+    runs once here (self-attention, `multi_head_attention`); moving the slider only redraws.
+    """
+    X = np.asarray(example.X)
+    tokens = list(example.tokens)
+    weights = multi_head_attention(X, X, params, mask).weights  # (n_heads, n, n)
+    vmax = float(weights.max())  # one colour scale for every head, so heads compare
+    Q, K = head_projections(X, params)  # (n_heads, n, d_k) each
+    if not 0 <= head < params.n_heads:
+        raise ValueError(f"head must lie in [0, {params.n_heads - 1}]; got {head}")
+    slider = widgets.IntSlider(value=head, min=0, max=params.n_heads - 1, description="head",
+                               continuous_update=False)
+
+    def draw(head):
+        plot_head(Q[head], K[head], weights[head], tokens, head, vmax=vmax)
+        plt.show()
+
+    output = widgets.interactive_output(draw, {"head": slider})
+    return HeadExplorer(widgets.VBox([slider, output]), slider, output, weights)

@@ -1,0 +1,431 @@
+"""Packaging checks: the files that install the course agree with each other, and the wheel works.
+
+- environment.yml (conda/mamba, Binder) and pyproject.toml list the same packages and bounds;
+- the wheel ships the package and every data file, installs into a fresh venv and works from
+  outside the repository;
+- CI, the Makefile and the README describe the same commands and the same torch;
+- the README's learning path lists every notebook there is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "mha_course"
+DATA_DIR = ROOT / PACKAGE / "data"
+
+# PyPI name -> conda-forge name, for the packages whose names differ.
+PYPI_TO_CONDA = {
+    "torch": "pytorch-cpu",  # conda-forge's metapackage that pins `pytorch` to its CPU build
+    "matplotlib": "matplotlib-base",  # matplotlib without the Qt GUI backend
+    "build": "python-build",  # conda-forge's `build` is an old, unmaintained name for the same tool
+}
+# Entries of environment.yml that have no counterpart in pyproject's lists.
+CONDA_ONLY = {"python", "pip"}
+
+# The torch that `make lab` installs first, and the one the course is developed and tested with.
+TORCH_PIN = "2.13.0"
+
+
+# --------------------------------------------------------------------------- helpers
+def _pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def _environment() -> dict:
+    with open(ROOT / "environment.yml", encoding="utf-8") as f:
+        env = yaml.safe_load(f)
+    assert isinstance(env, dict), "environment.yml must be a mapping"
+    return env
+
+
+def _pyproject_requirements() -> dict[str, SpecifierSet]:
+    """dependencies + the dev extra, keyed by their conda-forge names."""
+    project = _pyproject()["project"]
+    lines = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
+    out: dict[str, SpecifierSet] = {}
+    for line in lines:
+        req = Requirement(line)
+        pypi_name = canonicalize_name(req.name)
+        name = PYPI_TO_CONDA.get(pypi_name, pypi_name)
+        assert name not in out, f"pyproject.toml lists {req.name} twice"
+        out[name] = req.specifier
+    return out
+
+
+_CONDA_SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*?)\s*$")
+
+
+def _conda_requirements(env: dict) -> dict[str, str]:
+    """The conda entries of environment.yml as {name: version part}, the pip section left out."""
+    out: dict[str, str] = {}
+    for dep in env.get("dependencies") or []:
+        if isinstance(dep, dict):
+            assert set(dep) == {"pip"}, f"unexpected entry in environment.yml: {dep}"
+            continue
+        match = _CONDA_SPEC.match(str(dep))
+        assert match, f"cannot read the conda spec {dep!r} in environment.yml"
+        name, version = canonicalize_name(match.group(1)), match.group(2)
+        assert name not in out, f"environment.yml lists {name} twice"
+        out[name] = version
+    return out
+
+
+def _conda_specifier(name: str, version: str) -> SpecifierSet:
+    try:
+        return SpecifierSet(version)
+    except InvalidSpecifier:
+        pytest.fail(
+            f"environment.yml: {name}{version!r} is not a plain version range such as "
+            f"'>=1.2,<2'; keep it one so that it can be compared with pyproject.toml"
+        )
+
+
+def _bounds(spec: SpecifierSet) -> tuple[Version | None, Version | None]:
+    """The (lower, upper) version bounds that a specifier set states explicitly."""
+    lower = [Version(s.version) for s in spec if s.operator in (">=", ">", "==", "~=")]
+    upper = [Version(s.version) for s in spec if s.operator in ("<", "<=", "==")]
+    return (max(lower) if lower else None, min(upper) if upper else None)
+
+
+def _pip_section(env: dict) -> list[str]:
+    for dep in env.get("dependencies") or []:
+        if isinstance(dep, dict) and "pip" in dep:
+            return [str(x).strip() for x in dep["pip"] or []]
+    return []
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _learning_path_rows() -> list[str]:
+    """The body rows of the table under the README's '## Learning path' heading."""
+    text = _readme()
+    match = re.search(r"^## Learning path\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, "README.md has no '## Learning path' section"
+    rows = [line.strip() for line in match.group(1).splitlines() if line.strip().startswith("|")]
+    assert len(rows) >= 3, "the learning path has no table (header, separator and rows)"
+    return rows[2:]
+
+
+def _notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _data_files() -> list[str]:
+    """Files under mha_course/data/ as paths relative to it, caches left out."""
+    return sorted(
+        p.relative_to(DATA_DIR).as_posix()
+        for p in DATA_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kwargs)
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+        f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    )
+    return proc
+
+
+# --------------------------------------------------------------------------- environment.yml
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    pyproject = _pyproject_requirements()
+    conda = _conda_requirements(_environment())
+
+    only_in_pyproject = sorted(set(pyproject) - set(conda))
+    only_in_env = sorted(set(conda) - set(pyproject) - CONDA_ONLY)
+    assert not only_in_pyproject and not only_in_env, (
+        "pyproject.toml (dependencies + dev) and environment.yml disagree "
+        f"(names compared after the mapping {PYPI_TO_CONDA}): "
+        f"only in pyproject.toml: {only_in_pyproject}; only in environment.yml: {only_in_env}"
+    )
+    for conda_only in CONDA_ONLY:
+        assert conda_only in conda, f"environment.yml should list {conda_only}"
+
+
+def test_environment_yml_and_pyproject_give_the_same_version_bounds():
+    pyproject = _pyproject_requirements()
+    conda = _conda_requirements(_environment())
+    mismatches = []
+    for name in sorted(set(pyproject) & set(conda)):
+        pip_low, pip_high = _bounds(pyproject[name])
+        conda_low, conda_high = _bounds(_conda_specifier(name, conda[name]))
+        if pip_low and conda_low and pip_low != conda_low:
+            mismatches.append(f"{name}: lower bound {pip_low} (pyproject) vs {conda_low} (conda)")
+        if pip_high and conda_high and pip_high != conda_high:
+            mismatches.append(f"{name}: upper bound {pip_high} (pyproject) vs {conda_high} (conda)")
+    assert not mismatches, "; ".join(mismatches)
+
+
+def test_name_mapping_has_no_stale_entries():
+    pypi_names = {canonicalize_name(Requirement(r).name) for r in _pyproject()["project"]["dependencies"]}
+    pypi_names |= {
+        canonicalize_name(Requirement(r).name)
+        for r in _pyproject()["project"]["optional-dependencies"]["dev"]
+    }
+    stale = sorted(set(PYPI_TO_CONDA) - pypi_names)
+    assert not stale, f"PYPI_TO_CONDA maps packages that pyproject.toml no longer lists: {stale}"
+
+
+def test_environment_yml_builds_the_course_env_from_conda_forge_only():
+    env = _environment()
+    conda = _conda_requirements(env)
+    assert env.get("name") == "mha-course"
+    assert env.get("channels") == ["conda-forge"], "use conda-forge and no other channel"
+
+    python = re.fullmatch(r"=+\s*(\d+\.\d+)(\.\*)?", conda["python"])
+    assert python, f"pin python to a minor version (python=3.11), not {conda['python']!r}"
+    requires_python = SpecifierSet(_pyproject()["project"]["requires-python"])
+    assert requires_python.contains(python.group(1)), (
+        f"environment.yml's python={python.group(1)} is outside requires-python {requires_python}"
+    )
+    # The course itself is installed by pip from the checkout (repo2docker runs it in the repo).
+    assert "-e ." in _pip_section(env), "environment.yml's pip section must install the course: '-e .'"
+
+
+# --------------------------------------------------------------------------- the wheel
+def _source_copy(dest: Path) -> Path:
+    """Copy what a fresh clone would hold (tracked and not-ignored files) to dest.
+
+    Building from a copy keeps build/ and *.egg-info out of the working tree, and stops stale
+    files left in an old build/lib from slipping into the wheel.
+    """
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT, capture_output=True, check=True, timeout=60,
+        ).stdout.decode()
+        files = [f for f in listing.split("\0") if f]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy what is there
+        shutil.copytree(
+            ROOT, dest, ignore=shutil.ignore_patterns(
+                ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+            ),
+        )
+        return dest
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():  # skips tracked files deleted in the working tree
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    src = _source_copy(tmp_path_factory.mktemp("src"))
+    outdir = tmp_path_factory.mktemp("dist")
+    _run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), "."],
+        cwd=src,
+    )
+    wheels = list(outdir.glob("mha_course-*.whl"))
+    assert len(wheels) == 1, f"expected one wheel, got {wheels}"
+    return wheels[0]
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_package_its_data_and_the_licence(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert f"{PACKAGE}/__init__.py" in names
+    sources = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / PACKAGE).rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    missing_sources = [rel for rel in sources if rel not in names]
+    assert not missing_sources, (
+        f"the wheel lacks {missing_sources}: is an __init__.py missing, or is the file git-ignored?"
+    )
+
+    data = _data_files()
+    assert data, (
+        "mha_course/data/ is empty, but the course ships data (the running example) that is read "
+        "with importlib.resources"
+    )
+    missing = [rel for rel in data if f"{PACKAGE}/data/{rel}" not in names]
+    assert not missing, (
+        f"the wheel lacks {missing}: add their pattern to [tool.setuptools.package-data] in "
+        "pyproject.toml (and check that .gitignore does not hide them)"
+    )
+    assert any(re.search(r"\.dist-info/(licenses/)?LICENSE$", n) for n in names), (
+        "the wheel does not carry LICENSE, which the MIT licence requires with every copy"
+    )
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_works_outside_the_repo(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "PIP_REQUIRE_VIRTUALENV"}
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    _run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "--quiet", str(wheel)],
+        env=env, cwd=tmp_path,
+    )
+
+    # The course's dependencies come from the current environment through a .pth file. Lines of a
+    # .pth are only appended to sys.path: .pth files found there (the editable install's finder)
+    # are not processed, so the checkout cannot leak into the scratch venv.
+    scratch_site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        env=env, cwd=tmp_path,
+    ).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(scratch_site) / "_mha_course_test_deps.pth").write_text("\n".join(ours) + "\n")
+
+    data = _data_files()
+    modules = sorted(
+        n.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for n in zipfile.ZipFile(wheel).namelist()
+        if n.startswith(f"{PACKAGE}/") and n.endswith(".py") and not n.endswith("__main__.py")
+    )
+    probe = r"""
+import hashlib, importlib, importlib.resources, json, sys
+import mha_course
+root = importlib.resources.files("mha_course")
+digests = {}
+for rel in json.loads(sys.argv[1]):
+    digests[rel] = hashlib.sha256(root.joinpath("data", *rel.split("/")).read_bytes()).hexdigest()
+for name in json.loads(sys.argv[2]):  # every module imports from the installed copy alone
+    importlib.import_module(name)
+print(json.dumps({"file": mha_course.__file__, "digests": digests}))
+"""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    result = json.loads(
+        _run(
+            [str(python), "-c", probe, json.dumps(data), json.dumps(modules)], env=env, cwd=outside
+        ).stdout.splitlines()[-1]
+    )
+
+    installed_at = Path(result["file"]).resolve()
+    assert installed_at.is_relative_to(venv.resolve()), (
+        f"mha_course was imported from {installed_at}, not from the scratch venv {venv}"
+    )
+    expected = {rel: _sha256((DATA_DIR / rel).read_bytes()) for rel in data}
+    assert result["digests"] == expected, "data read through importlib.resources differs from the checkout"
+
+
+# --------------------------------------------------------------------------- CI, Makefile, README
+def test_ci_runs_make_test_and_the_readme_gives_both_commands():
+    ci_lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert "make test" in ci_lines, f".ci/run should run `make test`; its commands are {ci_lines}"
+    readme = _readme()
+    for command in ("make test", "make lab"):
+        assert f"`{command}" in readme or f"\n{command}" in readme, f"README.md does not show `{command}`"
+
+
+def test_makefile_installs_pinned_torch_first_and_pyproject_admits_it():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    default = re.search(r"^TORCH_PIP_ARGS\s*\??=\s*(.*)$", makefile, re.M)
+    assert default, "Makefile has no TORCH_PIP_ARGS default"
+    pin = re.search(r"\btorch==(\S+)", default.group(1))
+    assert pin and pin.group(1) == TORCH_PIN, (
+        f"Makefile should install torch=={TORCH_PIN} by default, not {default.group(1)!r}"
+    )
+
+    recipe = [line.strip() for line in makefile.splitlines() if line.startswith("\t")]
+    torch_step = [i for i, line in enumerate(recipe) if "pip install $(TORCH_PIP_ARGS)" in line]
+    rest_step = [i for i, line in enumerate(recipe) if re.search(r"pip install -e \S*\.\[dev\]", line)]
+    assert torch_step and rest_step, "Makefile should pip-install $(TORCH_PIP_ARGS) and then -e .[dev]"
+    assert torch_step[0] < rest_step[0], "Makefile must install torch before the rest"
+
+    torch_spec = next(
+        Requirement(r).specifier
+        for r in _pyproject()["project"]["dependencies"]
+        if canonicalize_name(Requirement(r).name) == "torch"
+    )
+    assert torch_spec.contains(TORCH_PIN), f"pyproject's torch{torch_spec} does not admit {TORCH_PIN}"
+    # The README's CPU-wheel command must install the same torch as the Makefile.
+    readme_pins = set(re.findall(r"torch==(\d[\w.]*)", _readme()))
+    assert readme_pins == {TORCH_PIN}, f"README.md names torch {sorted(readme_pins)}, Makefile {TORCH_PIN}"
+
+
+def test_packaging_comes_with_the_declared_dev_tools():
+    # This file imports `packaging`, which no extra names: it comes with `build`.
+    requires = [Requirement(r).name for r in importlib.metadata.requires("build") or []]
+    assert "packaging" in {canonicalize_name(n) for n in requires}, (
+        "`build` no longer depends on packaging: add packaging to the dev extra and environment.yml"
+    )
+
+
+# --------------------------------------------------------------------------- README content
+def test_learning_path_lists_every_notebook():
+    rows = _learning_path_rows()
+    table = "\n".join(rows)
+    notebooks = _notebooks()
+    undocumented = [nb.name for nb in notebooks if f"notebooks/{nb.name}" not in table]
+    assert not undocumented, f"add these notebooks to the README's learning path: {undocumented}"
+
+    # A row that is not marked "coming" must link a notebook that exists; a "coming" row must
+    # not duplicate the number of a notebook that has arrived.
+    present_numbers = {nb.name[:2] for nb in notebooks}
+    for row in rows:
+        first_cell = row.strip("|").split("|")[0].strip()
+        if "coming" in first_cell.lower():
+            number = re.match(r"(\d\d)\b", first_cell)
+            assert not (number and number.group(1) in present_numbers), (
+                f"notebook {number.group(1)} has arrived: replace its 'coming' row with a link: {row}"
+            )
+        else:
+            links = re.findall(r"\((notebooks/[^)]+\.ipynb)\)", first_cell)
+            assert links, f"learning-path row neither links a notebook nor says 'coming': {row}"
+            for link in links:
+                assert (ROOT / link).is_file(), f"the learning path links {link}, which does not exist"
+
+
+def test_readme_local_links_and_images_exist():
+    targets = re.findall(r"\]\(([^)\s]+)\)", _readme())
+    local = [t for t in targets if not re.match(r"[a-z]+:|#", t)]
+    assert "docs/images/head_grid.png" in local, "README.md should show docs/images/head_grid.png"
+    missing = sorted({t for t in local if not (ROOT / t.split("#")[0]).exists()})
+    assert not missing, f"README.md links files that do not exist: {missing}"
+
+
+def test_licence_is_mit_everywhere():
+    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert licence.startswith("MIT License")
+    assert "Copyright (c) 2026 The mha-course developers" in licence
+    project = _pyproject()["project"]
+    declared = project["license"]
+    declared = declared.get("text") if isinstance(declared, dict) else declared
+    assert declared == "MIT", f"pyproject.toml declares licence {declared!r}"
+    readme = _readme()
+    assert "## Licence" in readme and "MIT" in readme.split("## Licence", 1)[1]

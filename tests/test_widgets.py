@@ -1,0 +1,168 @@
+"""The notebooks' interactive panels: unit checks in this process, then each widget notebook
+run in a real kernel (nbclient), with its sliders moved and the redrawn figure checked.
+
+nbclient answers the Output widget's capture protocol as a browser would, so the kernel-level test
+covers the callback wiring and the redraw; it cannot see the browser side (extension installed,
+events reaching the kernel). Kernels inherit MPLBACKEND: with MPLBACKEND=Agg and no
+`%matplotlib inline` the Output stays empty while the notebook still runs without error, so
+tests/conftest.py unsets it and every widget notebook starts with `%matplotlib inline`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # in-process drawing only
+
+import matplotlib.image  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+from mha_course.examples import running_example  # noqa: E402
+from mha_course.np_attention import init_params, multi_head_attention, softmax  # noqa: E402
+from mha_course.viz import widgets as w  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------- in-process units
+def test_plot_scaling_bars_are_the_softmax_rows_with_and_without_scaling():
+    d_k, T = 128, 0.5
+    fig = w.plot_scaling(d_k, T, n_keys=10, seed=3)
+    ax_hist, ax_row = fig.axes
+    _, row = w._random_scores(d_k, 4000, 10, 3)  # (n_keys,) raw q . k
+    heights = np.array([p.get_height() for p in ax_row.patches])  # unscaled bars, then scaled
+    np.testing.assert_allclose(heights[:10], softmax(row / T))
+    np.testing.assert_allclose(heights[10:], softmax(row / (np.sqrt(d_k) * T)))
+    assert "d_k$ = 128" in ax_hist.get_title()
+
+
+def test_random_scores_have_variance_d_k():
+    pairs, _ = w._random_scores(256, 4000, 10, 0)
+    assert 0.9 * 256 < pairs.var() < 1.1 * 256
+
+
+def test_scaling_explorer_rejects_an_unknown_d_k():
+    with pytest.raises(ValueError, match="d_k must be one of"):
+        w.scaling_explorer(d_k=100)
+
+
+def test_head_explorer_shows_the_core_weights_and_one_position_per_head():
+    ex = running_example()
+    params = init_params(d_model=16, n_heads=4, seed=0)
+    panel = w.head_explorer(ex, params, head=1)
+    np.testing.assert_array_equal(panel.weights, multi_head_attention(ex.X, ex.X, params).weights)
+    assert (panel.head.min, panel.head.max, panel.head.value) == (0, 3, 1)
+    with pytest.raises(ValueError, match=r"head must lie in \[0, 3\]"):
+        w.head_explorer(ex, params, head=4)
+
+
+def test_head_projections_match_the_equations():
+    ex = running_example()
+    params = init_params(d_model=16, n_heads=4, seed=1, bias=True)
+    params.b_Q[:] = 0.3
+    Q, K = w.head_projections(ex.X, params)
+    for i in range(4):
+        np.testing.assert_allclose(Q[i], ex.X @ params.W_Q[i] + 0.3)
+        np.testing.assert_allclose(K[i], ex.X @ params.W_K[i])
+
+
+# ---------------------------------------------------------------------------- kernel level
+def run_cell(client: NotebookClient, source: str):
+    """Append a code cell to the running notebook, execute it, return its outputs."""
+    cell = nbformat.v4.new_code_cell(source)
+    client.nb.cells.append(cell)
+    client.execute_cell(cell, len(client.nb.cells) - 1)
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    assert not errors, f"{source!r} raised {errors[0].ename}: {errors[0].evalue}"
+    return cell.outputs
+
+
+def output_png(client: NotebookClient, output_id: str) -> np.ndarray:
+    """The one PNG drawn in the Output widget, decoded to an RGBA array."""
+    outputs = client.widget_state[output_id]["outputs"]
+    pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1, f"expected one PNG in the Output widget, got {len(pngs)}: {outputs}"
+    return matplotlib.image.imread(io.BytesIO(base64.b64decode(pngs[0])), format="png")
+
+
+def assert_not_blank(image: np.ndarray, what: str):
+    rgb = image[..., :3]
+    inked = (rgb < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
+    assert image.shape[0] > 200 and image.shape[1] > 400, f"{what}: tiny image {image.shape}"
+    assert inked > 0.05, f"{what}: the figure is blank ({inked:.1%} of the pixels drawn)"
+
+
+def differs(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape != b.shape or not np.array_equal(a, b)
+
+
+# notebook -> (panel variable, [(slider attribute, new value), ...])
+WIDGET_NOTEBOOKS = {
+    "01_scaled_dot_product_attention.ipynb": ("scaling_panel",
+                                              [("d_k", 512), ("temperature", 0.2)]),
+    "02_multi_head_projections.ipynb": ("head_panel", [("head", 2), ("head", 3)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WIDGET_NOTEBOOKS))
+def test_widget_notebook_draws_inline_and_ignores_widget_output(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code[0].startswith("%matplotlib inline"), f"{name}: first code cell must select inline"
+    panel = WIDGET_NOTEBOOKS[name][0]
+    widget_cells = [src for src in code if src.rstrip().endswith(panel)]
+    assert widget_cells, f"{name}: no cell displays {panel}"
+    assert all("# NBVAL_IGNORE_OUTPUT" in src for src in widget_cells), \
+        f"{name}: widget cells must carry # NBVAL_IGNORE_OUTPUT (strict nbval cannot compare them)"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(WIDGET_NOTEBOOKS))
+def test_widget_notebook_redraws_when_a_slider_moves(name):
+    assert "MPLBACKEND" not in os.environ, "the kernel would inherit MPLBACKEND and draw nothing"
+    panel, moves = WIDGET_NOTEBOOKS[name]
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True,
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)
+        errors = [(i, o.ename, o.evalue) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                  for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: cells raised errors {errors}"
+
+        (out,) = run_cell(client, f"print({panel}.output.model_id)")
+        output_id = out.text.strip()
+        first = output_png(client, output_id)
+        assert_not_blank(first, f"{name} initial figure")
+
+        attributes = sorted({attribute for attribute, _ in moves})
+        run_cell(client, f"_initial = {{a: getattr({panel}, a).value for a in {attributes!r}}}")
+        previous = first
+        for attribute, value in moves:
+            run_cell(client, f"{panel}.{attribute}.value = {value!r}")
+            image = output_png(client, output_id)
+            assert_not_blank(image, f"{name} after {attribute} = {value}")
+            assert differs(image, previous), f"{name}: moving {attribute} to {value} redrew nothing"
+            previous = image
+
+        # Back to the starting values: the panel is deterministic, so the first picture returns.
+        run_cell(client, f"for a, v in _initial.items(): getattr({panel}, a).value = v")
+        assert not differs(output_png(client, output_id), first), f"{name}: not reproducible"
