@@ -90,8 +90,8 @@ def scaled_dot_product_attention(Q, K, V, mask=None) -> tuple[torch.Tensor, torc
 
 
 def _sdpa(Q, K, V, mask):
-    d_k = Q.shape[-1]
-    scores = Q @ K.transpose(-1, -2) / math.sqrt(d_k)  # (..., n_q, n_k)
+    scale = 1.0 / math.sqrt(Q.shape[-1])  # scaling Q (n_q x d_k numbers) is cheaper than the scores
+    scores = (Q * scale) @ K.transpose(-1, -2)  # (..., n_q, n_k) = Q K^T / sqrt(d_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # (..., n_q, n_k)
     A = _softmax(scores, axis=-1)  # (..., n_q, n_k)
@@ -159,7 +159,8 @@ def project(X, W, b=None):
     """
     n_heads, d_model, d_k = W.shape
     W_all = W.permute(1, 0, 2).reshape(d_model, n_heads * d_k)  # (d_model, n_heads * d_k)
-    P = (X @ W_all).reshape(*X.shape[:-1], n_heads, d_k)  # (..., n, n_heads, d_k)
+    P = X.reshape(-1, d_model) @ W_all  # (batch * n, n_heads * d_k): one 2-D matmul
+    P = P.reshape(*X.shape[:-1], n_heads, d_k)  # (..., n, n_heads, d_k)
     if b is not None:
         P = P + b  # b (n_heads, d_k) broadcasts over positions
     return P.movedim(-2, -3)  # (..., n_heads, n, d_k)
