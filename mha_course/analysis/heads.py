@@ -1,0 +1,253 @@
+"""Role scores for attention heads: numbers for what a heatmap only suggests.
+
+Every function takes one attention array per sentence, shaped (n_layers, n_heads, n, n) with rows =
+queries and columns = keys, plus the sentence's annotations (any object with the attributes used,
+such as `toy_language.Sentence`), and returns one score per head, shaped (n_layers, n_heads).
+The same functions serve the toy model, MiniLM and a student's own model.
+
+Conventions (after Clark et al. 2019 and Voita et al. 2019):
+- scores average over *word* queries (not delimiters or special tokens), pooled over sentences;
+- "most-attended key" ignores delimiter keys, since heads park unused attention there.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "ROLES", "local_score", "syntactic_score", "fixed_offset_baseline", "delimiter_score",
+    "coreference_score", "rare_word_score", "self_attention_mass", "repeat_score",
+    "identity_score", "attention_entropy",
+    "mean_attention_distance", "head_scores", "classify_heads", "best_heads",
+]
+
+ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_word", "identity")
+
+
+def _check(attentions: Sequence[np.ndarray], sentences: Sequence) -> None:
+    if len(attentions) != len(sentences):
+        raise ValueError(f"one attention array per sentence: got {len(attentions)} arrays and "
+                         f"{len(sentences)} sentences")
+    for k, (A, s) in enumerate(zip(attentions, sentences)):
+        n = len(s.tokens)
+        if A.ndim != 4 or A.shape[-2:] != (n, n):
+            raise ValueError(f"sentence {k}: attention must be (n_layers, n_heads, n, n) with "
+                             f"n = {n} tokens; got shape {A.shape}")
+
+
+def _words(s) -> np.ndarray:
+    return ~np.asarray(s.is_delimiter, dtype=bool)  # (n,)
+
+
+def _top_word_key(A: np.ndarray, s) -> np.ndarray:
+    """Index of the most-attended non-delimiter key for every query: (n_layers, n_heads, n).
+
+    -1 where a query puts no weight at all on word keys (nothing to pick, not the first word).
+    """
+    masked = np.where(np.asarray(s.is_delimiter, dtype=bool), -np.inf, A)  # (n_layers, n_heads, n, n)
+    top = masked.argmax(axis=-1)  # (n_layers, n_heads, n)
+    return np.where(masked.max(axis=-1) > 0, top, -1)
+
+
+def _pooled_mean(values: list[np.ndarray]) -> np.ndarray:
+    """Mean over the last axis of the concatenation: (n_layers, n_heads, total) -> (n_layers, n_heads)."""
+    if not values or sum(v.shape[-1] for v in values) == 0:
+        return np.full(values[0].shape[:2] if values else (0, 0), np.nan)
+    return np.concatenate(values, axis=-1).mean(axis=-1)
+
+
+def _shape(attentions) -> tuple[int, int]:
+    return attentions[0].shape[:2]
+
+
+def local_score(attentions, sentences) -> np.ndarray:
+    """Mean attention mass on the keys at distance 1 (i - 1 and i + 1), over word queries."""
+    _check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        near = np.zeros(A.shape[:3])  # (n_layers, n_heads, n)
+        near[..., 1:] += np.diagonal(A, offset=-1, axis1=-2, axis2=-1)  # A[i, i-1]
+        near[..., :-1] += np.diagonal(A, offset=1, axis1=-2, axis2=-1)  # A[i, i+1]
+        per.append(near[..., _words(s)])
+    return _pooled_mean(per)
+
+
+def _fraction_hitting(attentions, sentences, targets_of) -> np.ndarray:
+    """Fraction of queries q with a target t = targets_of(s)[q] >= 0 whose top word key is t."""
+    _check(attentions, sentences)
+    hits = []
+    for A, s in zip(attentions, sentences):
+        targets = np.asarray(targets_of(s))
+        queries = np.nonzero(targets >= 0)[0]
+        top = _top_word_key(A, s)  # (n_layers, n_heads, n)
+        hits.append((top[..., queries] == targets[queries]).astype(float))
+    return _pooled_mean(hits)
+
+
+def syntactic_score(attentions, sentences) -> np.ndarray:
+    """Fraction of tokens with a gold head (`s.head[i] >= 0`) whose most-attended key is that head."""
+    return _fraction_hitting(attentions, sentences, lambda s: s.head)
+
+
+def fixed_offset_baseline(sentences, attr: str = "head") -> tuple[int, float]:
+    """The best 'always attend to i + k' rule for the relation in `attr`: (k, fraction correct).
+
+    A head that only beats this by a little may be positional, not syntactic.
+    """
+    offsets: dict[int, int] = {}
+    total = 0
+    for s in sentences:
+        for i, h in enumerate(getattr(s, attr)):
+            if h >= 0:
+                offsets[h - i] = offsets.get(h - i, 0) + 1
+                total += 1
+    if total == 0:
+        return 0, float("nan")
+    k = max(offsets, key=offsets.get)
+    return k, offsets[k] / total
+
+
+def delimiter_score(attentions, sentences) -> np.ndarray:
+    """Mean attention mass on delimiter and special keys, over word queries."""
+    _check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        delim = np.asarray(s.is_delimiter, dtype=bool)
+        mass = A[..., delim].sum(axis=-1)  # (n_layers, n_heads, n)
+        per.append(mass[..., ~delim])
+    return _pooled_mean(per)
+
+
+def coreference_score(attentions, sentences) -> np.ndarray:
+    """Fraction of tokens with an antecedent (`s.coref[i] >= 0`) whose most-attended key is it."""
+    return _fraction_hitting(attentions, sentences, lambda s: s.coref)
+
+
+def rare_word_score(attentions, sentences) -> np.ndarray:
+    """Over sentences with a rare word: fraction of word queries whose top word key is rare."""
+    _check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        rare = np.asarray(s.is_rare, dtype=bool)
+        if not rare.any():
+            continue
+        top = _top_word_key(A, s)  # (n_layers, n_heads, n)
+        hit = (top >= 0) & rare[np.maximum(top, 0)]  # (n_layers, n_heads, n)
+        per.append(hit[..., _words(s)].astype(float))
+    if not per:
+        return np.full(_shape(attentions), np.nan)
+    return _pooled_mean(per)
+
+
+def _earlier_occurrence_targets(s) -> list[list[int]]:
+    """For each token, the positions of its earlier occurrences (word tokens only)."""
+    seen: dict[str, list[int]] = {}
+    out = []
+    for i, (tok, delim) in enumerate(zip(s.tokens, s.is_delimiter)):
+        out.append([] if delim else list(seen.get(tok, [])))
+        if not delim:
+            seen.setdefault(tok, []).append(i)
+    return out
+
+
+def self_attention_mass(attentions, sentences) -> np.ndarray:
+    """Mean attention mass on the query's own position, over word queries."""
+    _check(attentions, sentences)
+    per = [np.diagonal(A, axis1=-2, axis2=-1)[..., _words(s)] for A, s in zip(attentions, sentences)]
+    return _pooled_mean(per)
+
+
+def repeat_score(attentions, sentences) -> np.ndarray:
+    """Over tokens that occurred earlier in the sentence: fraction whose most-attended key is an
+    earlier occurrence of the same token (a duplicate-token / copy head). NaN if nothing repeats."""
+    _check(attentions, sentences)
+    hits = []
+    for A, s in zip(attentions, sentences):
+        earlier = _earlier_occurrence_targets(s)
+        queries = [i for i, e in enumerate(earlier) if e]
+        if not queries:
+            continue
+        top = _top_word_key(A, s)  # (n_layers, n_heads, n)
+        hits.append(np.stack([np.isin(top[..., q], earlier[q]) for q in queries], axis=-1)
+                    .astype(float))
+    if not hits:
+        return np.full(_shape(attentions), np.nan)
+    return _pooled_mean(hits)
+
+
+def identity_score(attentions, sentences) -> np.ndarray:
+    """The larger of the self-attention mass and the repeat (copy) score, per head."""
+    return np.fmax(self_attention_mass(attentions, sentences), repeat_score(attentions, sentences))
+
+
+def attention_entropy(attentions, sentences) -> np.ndarray:
+    """Mean entropy (nats) of the word queries' attention rows: low = narrow, high = broad."""
+    _check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        H = -(A * np.log(np.clip(A, 1e-12, None))).sum(axis=-1)  # (n_layers, n_heads, n)
+        per.append(H[..., _words(s)])
+    return _pooled_mean(per)
+
+
+def mean_attention_distance(attentions, sentences) -> np.ndarray:
+    """Mean over word queries of sum_j A[i, j] |i - j|: how far a head looks, in tokens."""
+    _check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        n = len(s.tokens)
+        dist = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])  # (n, n)
+        per.append((A * dist).sum(axis=-1)[..., _words(s)])
+    return _pooled_mean(per)
+
+
+def head_scores(attentions, sentences) -> dict[str, np.ndarray]:
+    """Every role score plus entropy and distance, each (n_layers, n_heads)."""
+    return {
+        "local": local_score(attentions, sentences),
+        "syntactic": syntactic_score(attentions, sentences),
+        "delimiter": delimiter_score(attentions, sentences),
+        "coreference": coreference_score(attentions, sentences),
+        "rare_word": rare_word_score(attentions, sentences),
+        "identity": identity_score(attentions, sentences),
+        "entropy": attention_entropy(attentions, sentences),
+        "mean_distance": mean_attention_distance(attentions, sentences),
+    }
+
+
+def best_heads(scores: dict[str, np.ndarray]) -> dict[str, dict]:
+    """For every role: the best head (layer, head) and its score."""
+    out = {}
+    for role in ROLES:
+        S = np.nan_to_num(scores[role], nan=-1.0)
+        layer, head = np.unravel_index(int(S.argmax()), S.shape)
+        out[role] = {"layer": int(layer), "head": int(head), "score": float(scores[role][layer, head])}
+    return out
+
+
+def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | None = None,
+                   min_score: float = 0.5, min_margin: float = 0.2) -> list[dict]:
+    """Each head's best role and score, one dict per head in (layer, head) order.
+
+    A head whose best score is below `min_score` gets the role "none". The syntactic role only
+    counts when the head beats the fixed-offset baseline by `min_margin` (else it is positional).
+    """
+    n_layers, n_heads = scores["local"].shape
+    table = []
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            role_scores = {r: float(scores[r][layer, head]) for r in ROLES}
+            eligible = dict(role_scores)
+            if syntactic_baseline is not None and \
+                    role_scores["syntactic"] < syntactic_baseline + min_margin:
+                eligible.pop("syntactic")
+            eligible = {r: v for r, v in eligible.items() if not np.isnan(v)}
+            role = max(eligible, key=eligible.get) if eligible else "none"
+            score = eligible.get(role, float("nan"))
+            if not score >= min_score:
+                role = "none"
+            table.append({"layer": layer, "head": head, "role": role, "score": score,
+                          "scores": role_scores})
+    return table

@@ -1,0 +1,503 @@
+"""A toy language with planted relations, so that we know what each attention head *should* find.
+
+Every sentence comes with gold annotations aligned with its tokens (special tokens included):
+
+    [CLS] the quick fox of these lazy dogs chases Balo because he often runs . [SEP]
+
+Each relation is something a word must *check* to know that it is the right word:
+
+- word order (local): the grammar fixes which part of speech may follow which, so a word whose
+  neighbours have been swapped ("the fox quick brown") can only be put back by looking at them.
+- agreement (syntactic): a verb agrees in number with its subject, which may sit far to the left
+  behind a prepositional phrase or a relative clause whose noun has the *other* number.
+- coreference: the pronoun of the second clause refers to the *object* of the first clause and
+  agrees with it in gender and number (he / she / it / they); the subject is a distractor.
+- copy: when the subject is a name, the second clause often names it again ("... tows Pelo").
+- register (delimiters): the closing delimiter sets the form of every word. A shouted sentence
+  ('!') is written in capitals ("THE QUICK FOX ... !"), except names, which are always
+  capitalised; a question ('?') uses the verb forms "does-chase" / "do-chase".
+- world (rare words): a sentence happens on land or at sea, and its nouns, verbs and adjectives
+  come from that world's vocabulary ("fox, chases, dusty" / "whale, tows, salty"). Names belong to
+  one world too; they are the rare words, drawn from a long Zipfian tail.
+
+The training objective is denoising (`corrupt_batch`): about 30% of the word tokens are masked,
+swapped for the same word with one feature wrong (number, gender, register, world), or replaced at
+random, and the loss sits on *every* word position, so each clean-looking token must be checked
+against whatever governs it. Delimiters and first mentions of names are never corrupted: they are
+the reliable witnesses of register and world, and every sentence has at least one name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = [
+    "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
+    "SPECIAL_TOKENS", "CLOSERS", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS",
+    "generate", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
+]
+
+PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, CLS, SEP, MASK)
+CLOSERS = (".", "?", "!")
+CLOSER_PROBS = (0.4, 0.3, 0.3)
+WORLDS = ("land", "sea")
+SUBJECT_NAME_PROB = 0.7  # a singular subject is a name this often (else "the ... noun")
+
+
+@dataclass(frozen=True)
+class WordInfo:
+    """What the grammar knows about one surface form."""
+    pos: str  # DET ADJ NOUN NAME VERB PRON PREP CONN ADV REL PUNCT SPECIAL
+    concept: str  # shared by all forms of a word and by its counterpart in the other world
+    number: str = ""  # "sg" / "pl" / "" (no agreement)
+    gender: str = ""  # "m" / "f" / "n" / ""
+    world: str = ""  # "land" / "sea" / "" (function words belong to both)
+    verb_form: str = ""  # "stmt" ("chases") / "quest" ("does-chase") / "" (not a verb)
+    upper: bool = False  # written in capitals (a shouted sentence)
+
+
+# ----------------------------------------------------------------------------------------------
+# The lexicon: land and sea vocabularies are parallel lists (counterparts share an index)
+
+_NOUNS = {  # (singular, plural, gender)
+    "land": [("king", "kings", "m"), ("queen", "queens", "f"), ("boy", "boys", "m"),
+             ("girl", "girls", "f"), ("fox", "foxes", "n"), ("dog", "dogs", "n"),
+             ("horse", "horses", "n"), ("wolf", "wolves", "n")],
+    "sea": [("sailor", "sailors", "m"), ("mermaid", "mermaids", "f"),
+            ("fisherman", "fishermen", "m"), ("fisherwoman", "fisherwomen", "f"),
+            ("fish", "fishes", "n"), ("whale", "whales", "n"), ("crab", "crabs", "n"),
+            ("seal", "seals", "n")],
+}
+_ADJECTIVES = {"land": ["quick", "brown", "lazy", "old", "tall", "wild", "dusty", "grey"],
+               "sea": ["wet", "salty", "blue", "deep", "calm", "stormy", "green", "foamy"]}
+_TRANSITIVE = {  # (singular, plural)
+    "land": [("chases", "chase"), ("follows", "follow"), ("feeds", "feed"), ("watches", "watch"),
+             ("helps", "help")],
+    "sea": [("hooks", "hook"), ("nets", "net"), ("tows", "tow"), ("splashes", "splash"),
+            ("rescues", "rescue")],
+}
+_INTRANSITIVE = {"land": [("runs", "run"), ("jumps", "jump"), ("sleeps", "sleep")],
+                 "sea": [("swims", "swim"), ("dives", "dive"), ("floats", "float")]}
+# Determiners carry no number, so the subject noun is the only witness of the subject's number.
+_DETERMINERS = ["the", "my", "our", "your", "their", "no"]
+_PREPOSITIONS = ["of", "near", "with", "behind", "beside", "under", "over", "among"]
+_CONNECTIVES = ["and", "but", "because", "so", "while", "when", "although", "until"]
+_ADVERBS = ["often", "never", "always", "still", "also", "now"]
+_PRONOUNS = [("he", "sg", "m"), ("she", "sg", "f"), ("it", "sg", "n"), ("they", "pl", "")]
+
+
+def _make_names(n: int = 200) -> list[tuple[str, str, str]]:
+    """n pronounceable (name, gender, world): male names end in -o, female in -a; the world
+    alternates every two names, so both genders and both worlds run down the whole tail."""
+    onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
+    vowels = ["a", "e", "i", "o", "u"]
+    middles = ["l", "n", "r", "v", "m"]
+    names = []
+    for i in range(n):
+        o = onsets[i % len(onsets)]
+        v1 = vowels[(i // len(onsets)) % len(vowels)]
+        m = middles[(i // (len(onsets) * len(vowels))) % len(middles)]
+        gender = "m" if i % 2 == 0 else "f"
+        world = WORLDS[(i // 2) % 2]
+        names.append(((o + v1 + m + ("o" if gender == "m" else "a")).capitalize(), gender, world))
+    return names
+
+
+NAMES: list[tuple[str, str, str]] = _make_names()
+_NAME_RANK_SHIFT = 15  # Zipf-Mandelbrot p(r) ∝ 1/(r + 15): every name is rarer than any common noun
+NAME_PROBS = 1.0 / (np.arange(1, len(NAMES) + 1) + _NAME_RANK_SHIFT)
+NAME_PROBS = NAME_PROBS / NAME_PROBS.sum()
+
+
+def _forms(token: str, info: WordInfo) -> list[tuple[str, WordInfo]]:
+    """A word and its capitalised (shouted) twin."""
+    return [(token, info), (token.upper(), replace(info, upper=True))]
+
+
+def _build_lexicon() -> dict[str, WordInfo]:
+    lex: dict[str, WordInfo] = {t: WordInfo("SPECIAL", t) for t in SPECIAL_TOKENS}
+    lex.update({p: WordInfo("PUNCT", p) for p in CLOSERS})
+    entries: list[tuple[str, WordInfo]] = []
+    entries += [(d, WordInfo("DET", d)) for d in _DETERMINERS]
+    for world in WORLDS:
+        for k, a in enumerate(_ADJECTIVES[world]):
+            entries.append((a, WordInfo("ADJ", f"adj{k}", world=world)))
+        for k, (sg, pl, g) in enumerate(_NOUNS[world]):
+            entries += [(sg, WordInfo("NOUN", f"noun{k}", "sg", g, world)),
+                        (pl, WordInfo("NOUN", f"noun{k}", "pl", g, world))]
+        verbs = [(f"tverb{k}", v) for k, v in enumerate(_TRANSITIVE[world])] + \
+                [(f"iverb{k}", v) for k, v in enumerate(_INTRANSITIVE[world])]
+        for concept, (sg, pl) in verbs:
+            entries += [(sg, WordInfo("VERB", concept, "sg", world=world, verb_form="stmt")),
+                        (pl, WordInfo("VERB", concept, "pl", world=world, verb_form="stmt")),
+                        (f"does-{pl}", WordInfo("VERB", concept, "sg", world=world, verb_form="quest")),
+                        (f"do-{pl}", WordInfo("VERB", concept, "pl", world=world, verb_form="quest"))]
+    entries += [(p, WordInfo("PREP", p)) for p in _PREPOSITIONS]
+    entries += [(c, WordInfo("CONN", c)) for c in _CONNECTIVES]
+    entries += [(a, WordInfo("ADV", a)) for a in _ADVERBS]
+    entries.append(("that", WordInfo("REL", "that")))
+    entries += [(p, WordInfo("PRON", "pronoun", num, g)) for p, num, g in _PRONOUNS]
+    for token, info in entries:
+        lex.update(_forms(token, info))
+    for name, gender, world in NAMES:  # names are capitalised already: no shouted twin
+        lex[name] = WordInfo("NAME", name, "sg", gender, world)
+    return lex
+
+
+LEXICON: dict[str, WordInfo] = _build_lexicon()
+VOCAB: list[str] = list(LEXICON)  # id -> token; [PAD] is 0
+TOKEN_TO_ID: dict[str, int] = {t: i for i, t in enumerate(VOCAB)}
+_WORD_IDS = np.array([i for i, t in enumerate(VOCAB) if LEXICON[t].pos not in ("SPECIAL", "PUNCT")])
+_FEATURES = ("number", "gender", "world", "verb_form", "upper")
+
+
+def _one_feature_swaps(token: str, features=_FEATURES) -> list[str]:
+    """Forms of the same word (same concept) that differ in exactly one of `features`: each looks
+    fine on its own and is only wrong relative to whatever governs it."""
+    info = LEXICON[token]
+    out = []
+    for other, w in LEXICON.items():
+        if w.pos != info.pos or other == token:
+            continue
+        if info.pos == "NAME":  # a name of the same world, other gender: the pronoun stops fitting
+            if w.world == info.world and w.gender != info.gender:
+                out.append(other)
+        elif info.pos == "PRON":  # another pronoun (gender and number count as one feature)
+            if w.upper == info.upper or ("upper" in features and
+                                         (w.number, w.gender) == (info.number, info.gender)):
+                out.append(other)
+        elif w.concept == info.concept:
+            differ = [f for f in _FEATURES if getattr(w, f) != getattr(info, f)]
+            if len(differ) == 1 and differ[0] in features:
+                out.append(other)
+    return out
+
+
+# Word-level swaps touch the features that a *relation* governs (agreement, coreference, the
+# question form); capitals and world are corrupted sentence-wide instead (see corrupt_batch).
+_WORD_LEVEL_FEATURES = ("number", "gender", "verb_form")
+_SWAP_IDS: dict[int, np.ndarray] = {
+    TOKEN_TO_ID[t]: np.array([TOKEN_TO_ID[s] for s in _one_feature_swaps(t, _WORD_LEVEL_FEATURES)],
+                             dtype=np.int64)
+    for t in VOCAB if LEXICON[t].pos not in ("SPECIAL", "PUNCT")}
+_FLIP_CASE = np.arange(len(VOCAB))  # id -> id of the same word shouted / not shouted
+_FLIP_WORLD = np.arange(len(VOCAB))  # id -> id of the counterpart in the other world
+for _t, _w in LEXICON.items():
+    if _w.pos not in ("NAME", "SPECIAL", "PUNCT"):
+        _FLIP_CASE[TOKEN_TO_ID[_t]] = TOKEN_TO_ID[_t.lower() if _w.upper else _t.upper()]
+for _t, _w in LEXICON.items():
+    if _w.world and _w.pos != "NAME":
+        _other_world = WORLDS[1 - WORLDS.index(_w.world)]
+        _FLIP_WORLD[TOKEN_TO_ID[_t]] = next(TOKEN_TO_ID[o] for o, v in LEXICON.items()
+                                            if v == replace(_w, world=_other_world))
+
+
+def _form(token: str, **change) -> str:
+    """The form of `token` with some features changed, e.g. _form("fox", number="pl") == "foxes"."""
+    info = LEXICON[token]
+    want = replace(info, **change)
+    if info.pos != "NAME":
+        for t, w in LEXICON.items():
+            if w == want:
+                return t
+    raise KeyError(f"no form of {token!r} with {change}")
+
+
+def _counterpart(token: str, world: str) -> str:
+    """The same word in the other world ("fox" -> "fish")."""
+    info = LEXICON[token]
+    for t, w in LEXICON.items():
+        if w == replace(info, world=world):
+            return t
+    raise KeyError(f"{token!r} has no counterpart in world {world!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sentences
+
+
+@dataclass
+class Sentence:
+    """One sentence; every list is aligned with `tokens` (the model's exact input)."""
+    tokens: list[str]
+    pos: list[str]
+    head: list[int]  # verb -> its subject (the token it agrees with); -1 elsewhere
+    rel: list[str]  # the relation of `head` ("nsubj"); "" where head == -1
+    coref: list[int]  # pronoun -> its antecedent (the first clause's object); -1 elsewhere
+    repeat_of: list[int]  # a repeated name -> its earlier occurrence; -1 elsewhere
+    is_delimiter: list[bool]  # [CLS], [SEP] and punctuation
+    is_rare: list[bool]  # names (the long-tail vocabulary)
+    sentence_type: str = "."  # the closing delimiter
+    world: str = "land"
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.tokens)
+
+
+@dataclass
+class _Builder:
+    """Appends words and their annotations; indices are positions in the final token list."""
+    tokens: list[str] = field(default_factory=list)
+    head: list[int] = field(default_factory=list)
+    rel: list[str] = field(default_factory=list)
+    coref: list[int] = field(default_factory=list)
+    repeat_of: list[int] = field(default_factory=list)
+
+    def add(self, token: str, head: int = -1, rel: str = "", coref: int = -1,
+            repeat_of: int = -1) -> int:
+        self.tokens.append(token)
+        self.head.append(head)
+        self.rel.append(rel)
+        self.coref.append(coref)
+        self.repeat_of.append(repeat_of)
+        return len(self.tokens) - 1
+
+
+class _Grammar:
+    """The probabilistic grammar for one sentence. It never reuses a word, so the only repeat in
+    a sentence is the planted one (a name named again)."""
+
+    def __init__(self, rng: np.random.Generator, world: str, question: bool):
+        self.rng, self.world, self.question = rng, world, question
+        self.used: set[str] = set()
+        names = [k for k, (_, _, w) in enumerate(NAMES) if w == world]
+        self.name_ids = np.array(names)
+        self.name_probs = NAME_PROBS[names] / NAME_PROBS[names].sum()
+
+    def pick(self, options: list, key=lambda o: o):
+        free = [o for o in options if key(o) not in self.used]
+        choice = free[self.rng.integers(len(free))]
+        self.used.add(key(choice))
+        return choice
+
+    def name(self) -> tuple[str, str]:
+        while True:
+            name, gender, _ = NAMES[self.rng.choice(self.name_ids, p=self.name_probs)]
+            if name not in self.used:
+                self.used.add(name)
+                return name, gender
+
+    def noun_phrase(self, b: _Builder, number: str, name_prob: float) -> tuple[int, str, str]:
+        """Append DET ADJ{0,2} NOUN, or a NAME; return (index of the noun, number, gender)."""
+        if number == "sg" and self.rng.random() < name_prob:
+            name, gender = self.name()
+            return b.add(name), "sg", gender
+        sg, pl, gender = self.pick(_NOUNS[self.world], key=lambda n: n[0])
+        n_adj = self.rng.choice(3, p=[0.4, 0.4, 0.2])
+        b.add(self.pick(_DETERMINERS))
+        for _ in range(n_adj):
+            b.add(self.pick(_ADJECTIVES[self.world]))
+        return b.add(sg if number == "sg" else pl), number, gender
+
+    def verb(self, transitive: bool, number: str) -> str:
+        sg, pl = self.pick((_TRANSITIVE if transitive else _INTRANSITIVE)[self.world])
+        if self.question:
+            return f"does-{pl}" if number == "sg" else f"do-{pl}"
+        return sg if number == "sg" else pl
+
+
+def _other(number: str) -> str:
+    return "pl" if number == "sg" else "sg"
+
+
+def _random_number(rng) -> str:
+    return "sg" if rng.random() < 0.5 else "pl"
+
+
+def _sentence(rng: np.random.Generator) -> Sentence:
+    closer = CLOSERS[rng.choice(len(CLOSERS), p=CLOSER_PROBS)]
+    world = WORLDS[rng.integers(len(WORLDS))]
+    g = _Grammar(rng, world, question=closer == "?")
+    b = _Builder()
+    b.add(CLS)
+
+    # Clause 1: SUBJECT (PP | relative clause)? VERB OBJECT
+    subj_number = "sg" if rng.random() < 0.6 else "pl"
+    subj, subj_number, _ = g.noun_phrase(b, subj_number, name_prob=SUBJECT_NAME_PROB)
+    subj_is_name = b.tokens[subj] in LEXICON and LEXICON[b.tokens[subj]].pos == "NAME"
+    modifier = rng.choice(["none", "pp", "rel"], p=[0.25, 0.45, 0.3])
+    distractor_number = _other(subj_number) if rng.random() < 0.8 else subj_number
+    if modifier == "pp":
+        b.add(g.pick(_PREPOSITIONS))
+        g.noun_phrase(b, distractor_number, name_prob=0.2)
+    elif modifier == "rel":
+        b.add("that")
+        b.add(g.verb(True, subj_number), head=subj, rel="nsubj")
+        g.noun_phrase(b, distractor_number, name_prob=0.2)
+    b.add(g.verb(True, subj_number), head=subj, rel="nsubj")
+    if any(LEXICON[t].pos == "NAME" for t in b.tokens[1:]):
+        obj, obj_number, obj_gender = g.noun_phrase(b, _random_number(rng), name_prob=0.4)
+    else:  # every sentence names someone, so its world always has a truthful witness
+        obj, obj_number, obj_gender = g.noun_phrase(b, "sg", name_prob=1.0)
+
+    # Clause 2 (optional): CONN PRONOUN ADV? VERB OBJECT?; the pronoun refers to the object
+    if rng.random() < 0.75:
+        b.add(g.pick(_CONNECTIVES))
+        pronoun = "they" if obj_number == "pl" else {"m": "he", "f": "she", "n": "it"}[obj_gender]
+        pron = b.add(pronoun, coref=obj)
+        if rng.random() < 0.6:
+            b.add(g.pick(_ADVERBS))
+        pron_number = LEXICON[pronoun].number
+        repeat = subj_is_name and rng.random() < 0.8
+        transitive = repeat or rng.random() < 0.5
+        b.add(g.verb(transitive, pron_number), head=pron, rel="nsubj")
+        if repeat:
+            b.add(b.tokens[subj], repeat_of=subj)
+        elif transitive:
+            g.noun_phrase(b, _random_number(rng), name_prob=0.3)
+    b.add(closer)
+    b.add(SEP)
+
+    if closer == "!":  # shouting: every word but the names in capitals
+        b.tokens = [t if LEXICON[t].pos in ("NAME", "SPECIAL", "PUNCT") else t.upper()
+                    for t in b.tokens]
+    infos = [LEXICON[t] for t in b.tokens]
+    return Sentence(
+        tokens=b.tokens, pos=[w.pos for w in infos], head=b.head, rel=b.rel, coref=b.coref,
+        repeat_of=b.repeat_of,
+        is_delimiter=[w.pos in ("SPECIAL", "PUNCT") for w in infos],
+        is_rare=[w.pos == "NAME" for w in infos], sentence_type=closer, world=world)
+
+
+def generate(n_sentences: int, seed: int = 0) -> list[Sentence]:
+    """n_sentences sentences drawn from the grammar; the same seed gives the same sentences."""
+    rng = np.random.default_rng(seed)
+    return [_sentence(rng) for _ in range(n_sentences)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding and the denoising objective
+
+
+def encode(tokens: list[str]) -> list[int]:
+    """Token strings to ids; an unknown token raises a KeyError that names it."""
+    unknown = [t for t in tokens if t not in TOKEN_TO_ID]
+    if unknown:
+        raise KeyError(f"not in the toy vocabulary: {unknown} (see mha_course.toy_language.VOCAB)")
+    return [TOKEN_TO_ID[t] for t in tokens]
+
+
+def decode(ids) -> list[str]:
+    return [VOCAB[int(i)] for i in ids]
+
+
+def pad_batch(sentences: list[Sentence]) -> tuple[np.ndarray, np.ndarray]:
+    """ids (batch, n) padded with [PAD] = 0, and lengths (batch,)."""
+    lengths = np.array([len(s) for s in sentences])
+    ids = np.zeros((len(sentences), lengths.max()), dtype=np.int64)  # (batch, n)
+    for b, s in enumerate(sentences):
+        ids[b, :len(s)] = encode(s.tokens)
+    return ids, lengths
+
+
+def _corruptible(sentences: list[Sentence], n: int) -> np.ndarray:
+    """(batch, n): word positions, less the first mention of each name."""
+    out = np.zeros((len(sentences), n), dtype=bool)
+    for b, s in enumerate(sentences):
+        for i, (delim, rare, rep) in enumerate(zip(s.is_delimiter, s.is_rare, s.repeat_of)):
+            out[b, i] = not delim and (not rare or rep >= 0)
+    return out
+
+
+def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: float = 0.3,
+                  kinds: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3),
+                  sentence_flip: float = 0.2, transpose: float = 0.5
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The denoising objective: (inputs, targets, loss_mask, lengths), all (batch, n) but lengths.
+
+    Sentence-wide: with probability `sentence_flip` every word changes case (shouted <-> not),
+    and independently with the same probability every noun, verb and adjective moves to the other
+    world. Then the neighbours all agree with each other and are all wrong: only the closing
+    delimiter (for case) and the names (for world) still tell the truth.
+    Word order: with probability `transpose` a sentence has two neighbouring words swapped.
+    Word-wide: each corruptible word is corrupted with probability `rate`, as [MASK], as a
+    one-feature swap (wrong number, gender or question form) or as a random word, in the
+    proportions `kinds`. `targets` are the clean ids; `loss_mask` covers every word position.
+    """
+    clean, lengths = pad_batch(sentences)
+    words = np.isin(clean, _WORD_IDS)  # (batch, n)
+    inputs = clean.copy()
+    flip_case = rng.random(len(sentences)) < sentence_flip  # (batch,)
+    inputs[flip_case] = _FLIP_CASE[inputs[flip_case]]
+    flip_world = rng.random(len(sentences)) < sentence_flip  # (batch,)
+    inputs[flip_world] = _FLIP_WORLD[inputs[flip_world]]
+    corrupt = _corruptible(sentences, clean.shape[1]) & (rng.random(clean.shape) < rate)
+    kind = rng.choice(3, size=clean.shape, p=kinds)  # 0 mask, 1 one-feature swap, 2 random word
+    inputs[corrupt & (kind == 0)] = TOKEN_TO_ID[MASK]
+    for b, i in zip(*np.nonzero(corrupt & (kind == 1))):
+        options = _SWAP_IDS[int(inputs[b, i])]
+        if len(options) == 0:  # a word with no alternative form: replace it at random
+            options = _WORD_IDS
+        inputs[b, i] = options[rng.integers(len(options))]
+    random_at = corrupt & (kind == 2)
+    inputs[random_at] = _WORD_IDS[rng.integers(len(_WORD_IDS), size=int(random_at.sum()))]
+    _transpose(sentences, inputs, np.zeros_like(words), rng, rng.random(len(sentences)) < transpose)
+    return inputs, clean, words, lengths
+
+
+def _transpose(sentences, inputs, at, rng, which) -> None:
+    """In each sentence b with which[b], swap one random pair of neighbouring words of different
+    parts of speech (so that the swap breaks the word order), in place; mark both in `at`."""
+    for b in np.nonzero(which)[0]:
+        s = sentences[b]
+        pairs = [i for i in range(1, len(s) - 2)
+                 if not s.is_delimiter[i] and not s.is_delimiter[i + 1] and s.pos[i] != s.pos[i + 1]]
+        if pairs:
+            i = pairs[rng.integers(len(pairs))]
+            inputs[b, i], inputs[b, i + 1] = inputs[b, i + 1], inputs[b, i]
+            at[b, i] = at[b, i + 1] = True
+
+
+# Each sub-task corrupts tokens that depend on one relation, in a way only that relation can
+# undo; its accuracy is the fraction of those tokens restored exactly.
+SUBTASKS = ("order", "agreement", "coreference", "copy", "register", "world")
+
+
+def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Generator,
+                  rate: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, targets, eval_mask, lengths) for one sub-task.
+
+    order: one pair of neighbouring words of different parts of speech trades places (both
+    count); agreement: one verb per sentence gets the other number (the other verbs stay right,
+    so they cannot outvote the subject); coreference: the pronoun becomes another pronoun; copy: the repeated name
+    becomes [MASK]; register: a fraction `rate` of the words (names excepted) flip capitalisation;
+    world: a fraction `rate` of the nouns, verbs and adjectives move to the other world.
+    """
+    if subtask not in SUBTASKS:
+        raise ValueError(f"unknown sub-task {subtask!r}; choose one of {SUBTASKS}")
+    clean, lengths = pad_batch(sentences)
+    inputs = clean.copy()
+    at = np.zeros(clean.shape, dtype=bool)  # (batch, n)
+    if subtask == "order":
+        _transpose(sentences, inputs, at, rng, np.ones(len(sentences), dtype=bool))
+        return inputs, clean, at, lengths
+    for b, s in enumerate(sentences):
+        other_world = WORLDS[1 - WORLDS.index(s.world)]
+        verbs = [i for i, r in enumerate(s.rel) if r == "nsubj"]
+        one_verb = verbs[rng.integers(len(verbs))] if verbs else -1
+        for i, tok in enumerate(s.tokens):
+            w = LEXICON[tok]
+            new = None
+            if subtask == "agreement" and i == one_verb:
+                new = _form(tok, number=_other(w.number))
+            elif subtask == "coreference" and s.coref[i] >= 0:
+                options = [p for p in _one_feature_swaps(tok) if LEXICON[p].upper == w.upper]
+                new = options[rng.integers(len(options))]
+            elif subtask == "copy" and s.repeat_of[i] >= 0:
+                new = MASK
+            elif subtask == "register" and w.pos not in ("NAME", "SPECIAL", "PUNCT") \
+                    and rng.random() < rate:
+                new = _form(tok, upper=not w.upper)
+            elif subtask == "world" and w.world and w.pos != "NAME" and rng.random() < rate:
+                new = _counterpart(tok, other_world)
+            if new is not None:
+                inputs[b, i] = TOKEN_TO_ID[new]
+                at[b, i] = True
+    return inputs, clean, at, lengths

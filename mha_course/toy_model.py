@@ -1,0 +1,295 @@
+"""A small Transformer encoder trained to denoise the toy language, and its training loop.
+
+The attention in every layer is the course's own `torch_attention.MultiHeadAttention`, so the
+weights W_Q[i], W_K[i], W_V[i] of head i are the ones the earlier notebooks built by hand. Nothing
+tells a head what to do: no attention supervision, no masks beyond padding. The roles that the
+heads take on are measured afterwards, on clean sentences, by `mha_course.analysis.heads`.
+
+    x_0 = E[token] + P[position]
+    x <- x + MHA(LN(x))          (pre-LN block, once per layer)
+    x <- x + FFN(LN(x))
+    logits = LN(x) E^T           (output embedding tied to the input embedding)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mha_course import toy_language as lang
+from mha_course.analysis import heads as head_metrics
+from mha_course.torch_attention import MultiHeadAttention, padding_mask
+
+__all__ = ["ToyConfig", "ToyOutput", "ToyTransformer", "train", "evaluate", "load", "save"]
+
+
+@dataclass
+class ToyConfig:
+    """Model shape and training settings; saved as config.json next to the weights."""
+    n_layers: int = 3
+    n_heads: int = 4
+    d_model: int = 64
+    d_ff: int = 256
+    max_len: int = 32
+    vocab_size: int = len(lang.VOCAB)
+    # training
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 5e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    corrupt_rate: float = 0.3  # word-level: [MASK] / one-feature swap / random word
+    swap_share: float = 1 / 3  # of the word-level corruptions, the share that are swaps
+    sentence_flip: float = 0.2  # sentence-wide case flip and (independently) world flip
+    transpose: float = 0.5  # probability that a sentence has two neighbours swapped
+    n_train_sentences: int = 20000  # a fixed pool, freshly corrupted every step
+    n_eval_sentences: int = 400
+
+
+class ToyOutput(NamedTuple):
+    logits: torch.Tensor  # (batch, n, vocab_size)
+    weights: torch.Tensor  # (n_layers, batch, n_heads, n, n)
+    heads: torch.Tensor  # (n_layers, batch, n_heads, n, d_v), each head's output Z_i
+
+
+class Block(nn.Module):
+    """One pre-LN encoder layer: x + MHA(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.d_model)
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, bias=True)
+        self.ln_ffn = nn.LayerNorm(config.d_model)
+        self.ffn = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
+                                 nn.Linear(config.d_ff, config.d_model))
+
+    def forward(self, x, mask):
+        a = self.attn(self.ln_attn(x), mask=mask)  # out (batch, n, d_model)
+        x = x + a.out
+        x = x + self.ffn(self.ln_ffn(x))
+        return x, a.weights, a.heads
+
+
+class ToyTransformer(nn.Module):
+    """Token + learned position embeddings, n_layers pre-LN blocks, tied output embedding."""
+
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.max_len, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_out = nn.LayerNorm(config.d_model)
+        for emb in (self.tok_emb, self.pos_emb):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> ToyOutput:
+        """ids (batch, n); lengths (batch,) masks the padding keys (None: no padding)."""
+        batch, n = ids.shape
+        if n > self.config.max_len:
+            raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
+        x = self.tok_emb(ids) + self.pos_emb(torch.arange(n, device=ids.device))  # (batch, n, d_model)
+        mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)  # (batch, 1, n)
+        weights, heads = [], []
+        for block in self.blocks:
+            x, A, Z = block(x, mask)  # A (batch, n_heads, n, n), Z (batch, n_heads, n, d_v)
+            weights.append(A)
+            heads.append(Z)
+        logits = self.ln_out(x) @ self.tok_emb.weight.T  # (batch, n, vocab_size)
+        return ToyOutput(logits, torch.stack(weights), torch.stack(heads))
+
+    @torch.no_grad()
+    def attention(self, sentence) -> np.ndarray:
+        """Attention weights over sentence.tokens (a Sentence or a token list):
+        (n_layers, n_heads, n, n)."""
+        tokens = sentence.tokens if hasattr(sentence, "tokens") else list(sentence)
+        ids = torch.tensor([lang.encode(tokens)])  # (1, n)
+        return self(ids).weights[:, 0].numpy()  # (n_layers, n_heads, n, n)
+
+    @torch.no_grad()
+    def attentions(self, sentences, batch_size: int = 256) -> list[np.ndarray]:
+        """attention() for many sentences at once, each (n_layers, n_heads, n_s, n_s)."""
+        out = []
+        for start in range(0, len(sentences), batch_size):
+            chunk = sentences[start:start + batch_size]
+            ids, lengths = lang.pad_batch(chunk)
+            W = self(torch.from_numpy(ids), torch.from_numpy(lengths)).weights.numpy()
+            out += [W[:, b, :, :n, :n] for b, n in enumerate(lengths)]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def _lr_at(step: int, config: ToyConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
+    logits = model(inputs, lengths).logits  # (batch, n, vocab_size)
+    return F.cross_entropy(logits[loss_mask], targets[loss_mask])
+
+
+@torch.no_grad()
+def evaluate(model: ToyTransformer, sentences, seed: int = 0) -> dict:
+    """Accuracy of every sub-task (restoring a corrupted token) and the loss on clean input."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    result = {}
+    for task in lang.SUBTASKS:
+        inputs, targets, at, lengths = lang.subtask_batch(sentences, task, rng)
+        logits = model(torch.from_numpy(inputs), torch.from_numpy(lengths)).logits
+        predicted = logits.argmax(-1).numpy()  # (batch, n)
+        result[task] = float((predicted[at] == targets[at]).mean()) if at.any() else float("nan")
+    return result
+
+
+def train(config: ToyConfig | None = None, seed: int = 0, out_dir=None, seconds: float | None = None,
+          progress: bool = True, log_every: int = 0) -> tuple[ToyTransformer, dict]:
+    """Train a model from scratch; return it and a report (time, steps, accuracies, head roles).
+
+    Deterministic for a seed (same data, same corruption, same initialisation) when it runs for
+    `config.steps`; `seconds` stops earlier at a wall-clock budget, which depends on the machine.
+    With `out_dir`, writes model.safetensors, config.json and heads.json there.
+    """
+    config = config or ToyConfig()
+    start = time.perf_counter()  # the budget includes making the data
+    torch.manual_seed(seed)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(config, seed, out_dir, seconds, progress, log_every, start)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(config, seed, out_dir, seconds, progress, log_every, start):
+    rng = np.random.default_rng(seed)
+    pool = lang.generate(config.n_train_sentences, seed=seed)
+    held_out = lang.generate(config.n_eval_sentences, seed=10_000 + seed)
+    model = ToyTransformer(config)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    history = []
+    bar = _progress_bar(config.steps, progress)
+    step = 0
+    model.train()
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
+        other = (1 - config.swap_share) / 2
+        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
+                                    kinds=(other, config.swap_share, other),
+                                    sentence_flip=config.sentence_flip, transpose=config.transpose)
+        tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
+        loss = _loss(model, *tensors)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if log_every and (step + 1) % log_every == 0:
+            history.append(_snapshot(model, held_out, step + 1, time.perf_counter() - start))
+            model.train()
+        if seconds is not None and time.perf_counter() - start > seconds:
+            break
+    bar.close()
+    elapsed = time.perf_counter() - start
+    report = _snapshot(model, held_out, step + 1, elapsed)
+    report["history"] = history
+    if out_dir is not None:
+        save(model, out_dir, report)
+    return model, report
+
+
+def _snapshot(model, sentences, steps: int, seconds: float) -> dict:
+    """Accuracies and head scores on held-out clean sentences."""
+    model.eval()
+    scores = head_metrics.head_scores(model.attentions(sentences), sentences)
+    offset, baseline = head_metrics.fixed_offset_baseline(sentences)
+    return {
+        "steps": steps, "seconds": round(seconds, 2),
+        "accuracy": evaluate(model, sentences),
+        "best": head_metrics.best_heads(scores),
+        "syntactic_baseline": {"offset": offset, "score": baseline},
+        "scores": {k: np.round(v, 4).tolist() for k, v in scores.items()},
+    }
+
+
+def _progress_bar(total: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a course dependency
+        tqdm = None
+    if tqdm is None or not enabled:
+        return _NoBar()
+    return tqdm(total=total, desc="training", unit="step")
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, **kw): pass
+    def close(self): pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving and loading
+
+DEFAULT_CHECKPOINT = "toy_model"  # folder under mha_course/data/
+
+
+def save(model: ToyTransformer, out_dir, report: dict | None = None) -> Path:
+    """Write model.safetensors, config.json and (with a report) heads.json to out_dir."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    (out / "config.json").write_text(json.dumps(asdict(model.config), indent=2))
+    if report is not None:
+        (out / "heads.json").write_text(json.dumps(_heads_json(report), indent=1))
+    return out
+
+
+def _heads_json(report: dict) -> dict:
+    scores = report["scores"]
+    roles = head_metrics.classify_heads({k: np.asarray(v, dtype=float) for k, v in scores.items()},
+                                        syntactic_baseline=report["syntactic_baseline"]["score"])
+    per_head = [{"layer": r["layer"], "head": r["head"], "role": r["role"],
+                 **{k: scores[k][r["layer"]][r["head"]] for k in scores}} for r in roles]
+    return {"heads": per_head, "best": report["best"],
+            "syntactic_baseline": report["syntactic_baseline"],
+            "accuracy": report["accuracy"], "training_seconds": report["seconds"],
+            "training_steps": report["steps"], "history": report.get("history", [])}
+
+
+def load(path=None) -> ToyTransformer:
+    """A trained model from a folder written by `save` (None: the checkpoint shipped in the package)."""
+    from safetensors.torch import load_file
+
+    if path is None:
+        from importlib import resources
+        path = resources.files("mha_course") / "data" / DEFAULT_CHECKPOINT
+    path = Path(str(path))
+    config = ToyConfig(**json.loads((path / "config.json").read_text()))
+    model = ToyTransformer(config)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    return model.eval()

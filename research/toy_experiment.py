@@ -1,0 +1,58 @@
+"""Run toy-model training experiments and print one line per seed (used for research/toy_lab_log.md).
+
+    python research/toy_experiment.py --seeds 0 1 --steps 2000 --set n_heads=6 lr=0.003
+"""
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from mha_course import toy_language as lang
+from mha_course import toy_model
+from mha_course.analysis import heads as H
+
+
+def control(config, seed, sentences):
+    torch.manual_seed(seed)
+    model = toy_model.ToyTransformer(config).eval()
+    scores = H.head_scores(model.attentions(sentences), sentences)
+    return {r: round(float(np.nanmax(scores[r])), 3) for r in H.ROLES}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--set", nargs="*", default=[])
+    p.add_argument("--control", action="store_true")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=")
+        overrides[k] = type(getattr(toy_model.ToyConfig, k))(v) if not isinstance(
+            getattr(toy_model.ToyConfig, k), float) else float(v)
+    config = toy_model.ToyConfig(steps=args.steps, **overrides)
+    print("config", overrides, "steps", args.steps, flush=True)
+    results = []
+    for seed in args.seeds:
+        model, rep = toy_model.train(config, seed=seed, seconds=args.seconds, progress=False)
+        best = {r: round(rep["best"][r]["score"], 2) for r in H.ROLES}
+        where = {r: f'L{rep["best"][r]["layer"]}H{rep["best"][r]["head"]}' for r in H.ROLES}
+        acc = {k: round(v, 3) for k, v in rep["accuracy"].items()}
+        ok = all(v >= 0.7 for v in best.values()) and all(v >= 0.95 for v in acc.values())
+        print(f"seed {seed}: {rep['seconds']:.1f}s {rep['steps']} steps  best {best}  at {where}  "
+              f"acc {acc}  baseline {rep['syntactic_baseline']}  PASS={ok}", flush=True)
+        if args.control:
+            print("  control", control(config, seed, lang.generate(400, 10_000 + seed)), flush=True)
+        results.append(rep)
+    if args.json:
+        json.dump(results, open(args.json, "w"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Head-role metrics on hand-built attention matrices whose answer we know."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mha_course import toy_language as lang
+from mha_course.analysis import heads as H
+
+
+def one_hot_rows(targets, n):
+    """(n, n) attention where query i puts all its weight on key targets[i]."""
+    A = np.zeros((n, n))
+    A[np.arange(n), targets] = 1.0
+    return A
+
+
+def as_model(*heads):
+    """Stack (n, n) matrices into one layer: (1, n_heads, n, n)."""
+    return np.stack(heads)[None]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return lang.generate(300, seed=123)
+
+
+def build(corpus, rule):
+    """One (1, 1, n, n) array per sentence from rule(sentence) -> (n, n)."""
+    return [rule(s)[None, None] for s in corpus]
+
+
+def previous_token(s):
+    n = len(s.tokens)
+    return one_hot_rows([max(i - 1, 0) for i in range(n)], n)
+
+
+def to_gold(attr):
+    def rule(s):
+        n = len(s.tokens)
+        gold = getattr(s, attr)
+        sep = n - 1  # queries without a target park on [SEP]
+        return one_hot_rows([g if g >= 0 else sep for g in gold], n)
+    return rule
+
+
+def uniform(s):
+    n = len(s.tokens)
+    return np.full((n, n), 1.0 / n)
+
+
+def test_previous_token_head_is_local(corpus):
+    assert H.local_score(build(corpus, previous_token), corpus)[0, 0] == pytest.approx(1.0)
+    assert H.mean_attention_distance(build(corpus, previous_token), corpus)[0, 0] == pytest.approx(1.0)
+
+
+def test_gold_head_attention_is_syntactic_and_beats_the_offset_baseline(corpus):
+    assert H.syntactic_score(build(corpus, to_gold("head")), corpus)[0, 0] == pytest.approx(1.0)
+    offset, baseline = H.fixed_offset_baseline(corpus)
+    assert baseline < 0.5, "distractors should keep any fixed offset well below 1"
+    # A previous-token head is exactly as good as the offset -1 rule.
+    prev = H.syntactic_score(build(corpus, previous_token), corpus)[0, 0]
+    gold = [(i, h) for s in corpus for i, h in enumerate(s.head) if h >= 0]
+    assert prev == pytest.approx(np.mean([h == i - 1 for i, h in gold]))
+
+
+def test_coreference_and_copy_heads(corpus):
+    assert H.coreference_score(build(corpus, to_gold("coref")), corpus)[0, 0] == pytest.approx(1.0)
+    copy = build(corpus, to_gold("repeat_of"))
+    assert H.repeat_score(copy, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.identity_score(copy, corpus)[0, 0] == pytest.approx(1.0)
+
+
+def test_self_attention_is_identity(corpus):
+    diag = build(corpus, lambda s: np.eye(len(s.tokens)))
+    assert H.self_attention_mass(diag, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.identity_score(diag, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.attention_entropy(diag, corpus)[0, 0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_delimiter_head(corpus):
+    to_sep = build(corpus, lambda s: one_hot_rows([len(s.tokens) - 1] * len(s.tokens), len(s.tokens)))
+    assert H.delimiter_score(to_sep, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.local_score(to_sep, corpus)[0, 0] < 0.2
+
+
+def test_rare_word_head(corpus):
+    def to_rare(s):
+        n = len(s.tokens)
+        rare = [i for i, r in enumerate(s.is_rare) if r]
+        return one_hot_rows([rare[0] if rare else 0] * n, n)
+    assert H.rare_word_score(build(corpus, to_rare), corpus)[0, 0] == pytest.approx(1.0)
+
+
+def test_uniform_attention_scores_low(corpus):
+    A = build(corpus, uniform)
+    n_mean = np.mean([len(s.tokens) for s in corpus])
+    assert H.local_score(A, corpus)[0, 0] < 0.2
+    assert H.self_attention_mass(A, corpus)[0, 0] < 0.1
+    assert H.delimiter_score(A, corpus)[0, 0] == pytest.approx(
+        np.mean([sum(s.is_delimiter) / len(s.tokens) for s in corpus for d in s.is_delimiter
+                 if not d]))
+    assert H.attention_entropy(A, corpus)[0, 0] == pytest.approx(
+        np.mean([np.log(len(s.tokens)) for s in corpus for d in s.is_delimiter if not d]))
+    assert n_mean > 10
+
+
+def test_random_attention_scores_low_on_argmax_roles(corpus):
+    rng = np.random.default_rng(0)
+    A = [rng.dirichlet(np.ones(len(s.tokens)), size=(1, 1, len(s.tokens))) for s in corpus]
+    for metric in (H.syntactic_score, H.coreference_score, H.rare_word_score, H.repeat_score):
+        assert metric(A, corpus)[0, 0] < 0.3, metric.__name__
+
+
+def test_most_attended_key_ignores_delimiters():
+    s = SimpleNamespace(tokens=["[CLS]", "a", "b", "c", "[SEP]"], head=[-1, -1, 1, -1, -1],
+                        coref=[-1] * 5, is_rare=[False] * 5,
+                        is_delimiter=[True, False, False, False, True])
+    A = np.zeros((5, 5))
+    A[:, 4] = 0.9  # mostly parked on [SEP]
+    A[:, 1] = 0.1  # what is left goes to "a", the head of "b"
+    assert H.syntactic_score([A[None, None]], [s])[0, 0] == 1.0
+    assert H.delimiter_score([A[None, None]], [s])[0, 0] == pytest.approx(0.9)
+
+
+def test_repeat_score_reads_repeats_from_the_tokens():
+    s = SimpleNamespace(tokens=["[CLS]", "Alvo", "sees", "Alvo", "[SEP]"],
+                        is_delimiter=[True, False, False, False, True])
+    A = one_hot_rows([0, 1, 1, 1, 4], 5)  # the second "Alvo" looks at the first
+    assert H.repeat_score([A[None, None]], [s])[0, 0] == 1.0
+    A = one_hot_rows([0, 1, 1, 3, 4], 5)  # looking at itself is not a copy of an earlier token
+    assert H.repeat_score([A[None, None]], [s])[0, 0] == 0.0
+    no_repeat = SimpleNamespace(tokens=["[CLS]", "a", "[SEP]"], is_delimiter=[True, False, True])
+    assert np.isnan(H.repeat_score([np.eye(3)[None, None]], [no_repeat])[0, 0])
+
+
+def test_classify_heads_names_each_planted_head(corpus):
+    def to_rare(s):
+        n = len(s.tokens)
+        rare = [i for i, r in enumerate(s.is_rare) if r]
+        return one_hot_rows([rare[0] if rare else n - 1] * n, n)
+
+    def to_delim(s):
+        return one_hot_rows([len(s.tokens) - 1] * len(s.tokens), len(s.tokens))
+
+    rules = {"local": previous_token, "syntactic": to_gold("head"), "delimiter": to_delim,
+             "coreference": to_gold("coref"), "rare_word": to_rare,
+             "identity": lambda s: np.eye(len(s.tokens))}
+    attentions = [as_model(*(rule(s) for rule in rules.values())) for s in corpus]
+    scores = H.head_scores(attentions, corpus)
+    assert all(scores[k].shape == (1, 6) for k in scores)
+    _, baseline = H.fixed_offset_baseline(corpus)
+    table = H.classify_heads(scores, syntactic_baseline=baseline)
+    assert [row["role"] for row in table] == list(rules)
+    for i, role in enumerate(rules):
+        assert scores[role][0, i] == pytest.approx(1.0), role
+    # A head can play two roles: the rare-word head also looks from the repeated name back to
+    # its first occurrence, so it ties with the copy head on identity.
+    assert scores["identity"][0, 4] == pytest.approx(1.0)
+    assert all(H.best_heads(scores)[r]["score"] == pytest.approx(1.0) for r in H.ROLES)
+
+
+def test_shape_errors_name_the_problem(corpus):
+    with pytest.raises(ValueError, match="one attention array per sentence"):
+        H.local_score([np.zeros((1, 1, 3, 3))], corpus[:2])
+    with pytest.raises(ValueError, match=r"\(n_layers, n_heads, n, n\)"):
+        H.local_score([np.zeros((1, 3, 3))], corpus[:1])

@@ -1,0 +1,202 @@
+"""The toy language: annotations aligned and correct, relations planted as promised."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mha_course import toy_language as lang
+from mha_course.analysis.heads import fixed_offset_baseline
+
+LEX = lang.LEXICON
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return lang.generate(2000, seed=7)
+
+
+def test_deterministic_for_a_seed():
+    assert [s.tokens for s in lang.generate(20, seed=1)] == [s.tokens for s in lang.generate(20, seed=1)]
+    assert [s.tokens for s in lang.generate(20, seed=1)] != [s.tokens for s in lang.generate(20, seed=2)]
+
+
+def test_annotations_are_aligned_with_tokens(corpus):
+    for s in corpus:
+        n = len(s.tokens)
+        for name in ("pos", "head", "rel", "coref", "repeat_of", "is_delimiter", "is_rare"):
+            assert len(getattr(s, name)) == n, name
+        assert s.tokens[0] == lang.CLS and s.tokens[-1] == lang.SEP
+        assert s.tokens[-2] == s.sentence_type in lang.CLOSERS
+        assert s.is_delimiter == [LEX[t].pos in ("SPECIAL", "PUNCT") for t in s.tokens]
+        assert s.pos == [LEX[t].pos for t in s.tokens]
+        assert all(-1 <= h < n for h in s.head + s.coref + s.repeat_of)
+        assert all((h >= 0) == (r != "") for h, r in zip(s.head, s.rel))
+        assert n <= 32
+
+
+def test_agreement_heads_are_correct(corpus):
+    for s in corpus:
+        for i, (h, rel) in enumerate(zip(s.head, s.rel)):
+            if rel == "nsubj":  # verb -> its subject, to the left, same number
+                assert LEX[s.tokens[i]].pos == "VERB" and h < i
+                assert s.pos[h] in ("NOUN", "NAME", "PRON")
+                assert LEX[s.tokens[i]].number == LEX[s.tokens[h]].number
+            elif rel == "det":  # determiner -> its noun, to the right, same number if marked
+                assert s.pos[i] == "DET" and s.pos[h] == "NOUN" and h > i
+                assert LEX[s.tokens[i]].number in ("", LEX[s.tokens[h]].number)
+
+
+def test_distractors_keep_position_from_finding_the_subject(corpus):
+    _, baseline = fixed_offset_baseline(corpus)
+    assert baseline < 0.45
+    # Many verbs have a noun of the *other* number between them and their subject.
+    between, total = 0, 0
+    for s in corpus:
+        for i, (h, rel) in enumerate(zip(s.head, s.rel)):
+            if rel == "nsubj" and s.pos[h] != "PRON":
+                total += 1
+                number = LEX[s.tokens[h]].number
+                between += any(s.pos[j] in ("NOUN", "NAME") and LEX[s.tokens[j]].number != number
+                               for j in range(h + 1, i))
+    assert between / total > 0.3
+
+
+def test_coreference_agrees_in_gender_and_number(corpus):
+    n_pronouns = 0
+    for s in corpus:
+        for i, a in enumerate(s.coref):
+            if a >= 0:
+                n_pronouns += 1
+                pron, ante = LEX[s.tokens[i]], LEX[s.tokens[a]]
+                assert pron.pos == "PRON" and a < i
+                assert pron.number == ante.number
+                if pron.number == "sg":
+                    assert pron.gender == ante.gender
+    assert n_pronouns > 0.6 * len(corpus)
+
+
+def test_register_follows_the_closing_delimiter(corpus):
+    for s in corpus:
+        verb_form = "quest" if s.sentence_type == "?" else "stmt"
+        assert all(LEX[t].verb_form == verb_form for t in s.tokens if LEX[t].pos == "VERB")
+        shouted = s.sentence_type == "!"
+        assert all(LEX[t].upper == shouted for t, p in zip(s.tokens, s.pos)
+                   if p not in ("NAME", "SPECIAL", "PUNCT"))
+
+
+def test_every_content_word_and_name_belongs_to_the_sentence_world(corpus):
+    for s in corpus:
+        worlds = {LEX[t].world for t in s.tokens} - {""}
+        assert worlds == {s.world}
+    assert {s.world for s in corpus} == set(lang.WORLDS)
+
+
+def test_repeats_are_planted_copies(corpus):
+    with_repeat = 0
+    for s in corpus:
+        words = [t for t, d in zip(s.tokens, s.is_delimiter) if not d]
+        repeated = {t for t in words if words.count(t) > 1}
+        planted = {s.tokens[i] for i, r in enumerate(s.repeat_of) if r >= 0}
+        assert repeated == planted, "only the planted name may repeat"
+        for i, r in enumerate(s.repeat_of):
+            if r >= 0:
+                assert r < i and s.tokens[r] == s.tokens[i] and s.is_rare[i]
+        with_repeat += bool(planted)
+    assert with_repeat > 0.15 * len(corpus)
+
+
+def test_rare_words_have_zipfian_frequencies():
+    corpus = lang.generate(20000, seed=3)
+    counts = {}
+    common = {}
+    for s in corpus:
+        for t, r, p in zip(s.tokens, s.is_rare, s.pos):
+            if r:
+                counts[t] = counts.get(t, 0) + 1
+            elif p == "NOUN":
+                common[t.lower()] = common.get(t.lower(), 0) + 1
+    assert all(LEX[t].pos == "NAME" for t in counts)
+    freq = np.sort(np.array(list(counts.values())))[::-1]
+    ranks = np.arange(1, len(freq) + 1)
+    tail = slice(20, 150)  # Zipf-Mandelbrot: a power law away from the head of the list
+    slope = np.polyfit(np.log(ranks[tail] + lang._NAME_RANK_SHIFT), np.log(freq[tail]), 1)[0]
+    assert -1.4 < slope < -0.6
+    assert freq.max() < min(common.values()), "every name is rarer than every common noun"
+    # about one rare word among the ~13 words of a sentence
+    rare_share = np.mean([sum(s.is_rare) / (len(s) - sum(s.is_delimiter)) for s in corpus])
+    assert 0.03 < rare_share < 0.15
+
+
+def test_encode_pad_and_unknown_words():
+    s = lang.generate(3, seed=0)
+    ids, lengths = lang.pad_batch(s)
+    assert ids.shape == (3, lengths.max()) and ids[0, 0] == lang.TOKEN_TO_ID[lang.CLS]
+    assert lang.decode(ids[1, :lengths[1]]) == s[1].tokens
+    assert (ids[lengths[:, None] <= np.arange(ids.shape[1])] == 0).all()
+    with pytest.raises(KeyError, match="zebra"):
+        lang.encode(["[CLS]", "zebra"])
+
+
+def test_corrupt_batch_keeps_targets_clean_and_loss_on_every_word(corpus):
+    rng = np.random.default_rng(0)
+    inputs, targets, loss_mask, lengths = lang.corrupt_batch(corpus[:500], rng, rate=0.3,
+                                                             sentence_flip=0.0, transpose=0.0)
+    clean, _ = lang.pad_batch(corpus[:500])
+    assert (targets == clean).all()
+    delimiters = np.isin(clean, [lang.TOKEN_TO_ID[t] for t in lang.SPECIAL_TOKENS + lang.CLOSERS])
+    assert (loss_mask == ~delimiters).all()
+    assert (inputs[delimiters] == clean[delimiters]).all()
+    first_names = np.zeros_like(loss_mask)
+    for b, s in enumerate(corpus[:500]):
+        for i, (rare, rep) in enumerate(zip(s.is_rare, s.repeat_of)):
+            first_names[b, i] = rare and rep < 0
+    assert (inputs[first_names] == clean[first_names]).all(), "first mentions of names stay clean"
+    changed = (inputs != clean)[loss_mask].mean()
+    assert 0.2 < changed < 0.32  # 30% of the corruptible words, less random no-ops
+    again = lang.corrupt_batch(corpus[:500], np.random.default_rng(0), rate=0.3,
+                               sentence_flip=0.0, transpose=0.0)[0]
+    assert (again == inputs).all()
+
+
+def test_sentence_flips_leave_only_the_delimiter_and_names_truthful(corpus):
+    inputs, targets, _, lengths = lang.corrupt_batch(corpus[:200], np.random.default_rng(0),
+                                                     rate=0.0, sentence_flip=1.0,
+                                                     transpose=0.0)
+    for b, s in enumerate(corpus[:200]):
+        seen = [LEX[t] for t in lang.decode(inputs[b, :lengths[b]])]
+        for tok, pos, w in zip(s.tokens, s.pos, seen):
+            if pos in ("NAME", "SPECIAL", "PUNCT"):
+                assert w == LEX[tok]
+            else:
+                assert w.upper != (s.sentence_type == "!")
+                assert w.world in ("", {"land": "sea", "sea": "land"}[s.world])
+
+
+@pytest.mark.parametrize("task", lang.SUBTASKS)
+def test_subtask_batches_corrupt_only_their_relation(corpus, task):
+    rng = np.random.default_rng(0)
+    inputs, targets, at, _ = lang.subtask_batch(corpus[:300], task, rng)
+    assert at.sum() > 30
+    assert ((inputs != targets) == at).all()
+    for b, i in zip(*np.nonzero(at)):
+        before, after = LEX[lang.VOCAB[targets[b, i]]], LEX[lang.VOCAB[inputs[b, i]]]
+        if task in ("agreement", "determiner"):
+            assert after.concept == before.concept and after.number != before.number
+        elif task == "register":
+            assert after.concept == before.concept and after.upper != before.upper
+        elif task == "world":
+            assert after.concept == before.concept and after.world != before.world
+        elif task == "copy":
+            assert lang.VOCAB[inputs[b, i]] == lang.MASK
+
+
+def test_transpositions_swap_neighbours_of_different_parts_of_speech(corpus):
+    inputs, targets, _, _ = lang.corrupt_batch(corpus[:300], np.random.default_rng(1), rate=0.0,
+                                               sentence_flip=0.0, transpose=1.0)
+    for b, s in enumerate(corpus[:300]):
+        diff = np.nonzero(inputs[b] != targets[b])[0]
+        assert len(diff) == 2 and diff[1] == diff[0] + 1
+        i = diff[0]
+        assert inputs[b, i] == targets[b, i + 1] and inputs[b, i + 1] == targets[b, i]
+        assert s.pos[i] != s.pos[i + 1]
