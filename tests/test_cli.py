@@ -1,0 +1,49 @@
+"""`python -m mha_course train-toy` writes a loadable checkpoint with its head report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mha_course", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "train-toy" in result.stdout
+
+
+def test_train_toy_writes_checkpoint_config_and_heads(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train-toy", "--seed", "3", "--out", str(out), "--steps", "30", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "heads.json"}
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 30
+    heads = json.loads((out / "heads.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert len(heads["heads"]) == config["n_layers"] * config["n_heads"]
+    assert set(heads["best"]) == {"local", "syntactic", "delimiter", "coreference", "rare_word",
+                                  "identity"}
+
+    from mha_course import toy_language, toy_model
+
+    model = toy_model.load(out)
+    sentence = toy_language.generate(1, seed=5)[0]
+    A = model.attention(sentence)  # (n_layers, n_heads, n, n)
+    assert A.shape == (config["n_layers"], config["n_heads"], len(sentence.tokens),
+                       len(sentence.tokens))
+    np.testing.assert_allclose(A.sum(-1), 1.0, atol=1e-5)
+
+
+def test_train_toy_needs_an_output_folder():
+    result = run_cli("train-toy", "--seed", "0")
+    assert result.returncode == 2
+    assert "--out" in result.stderr
