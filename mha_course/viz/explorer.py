@@ -1,0 +1,153 @@
+"""The head explorer: one panel to look at any head of any model on any sentence.
+
+Layer and head sliders, a sentence drop-down and a text box for your own sentence, a threshold
+slider for the head view, and a toggle between three views: one head's heatmap, its head view
+(lines between the words) and the grid of every head. The panel is model-agnostic: it takes a
+function `attend(text) -> (tokens, weights (n_layers, n_heads, n, n))`, so the toy model and MiniLM
+plug into the same panel. Attention runs once per sentence (cached); moving a slider only redraws.
+
+Speed is part of the lesson (a slider that lags is a slider nobody moves): the figure is rendered
+once to a PNG at screen resolution and sent as an Image widget, and the grid is the single-image
+`head_mosaic` rather than one Axes per head. `bench/explorer.py` measures the redraw time.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from mha_course.viz.head_view import head_view
+from mha_course.viz.heatmap import attention_heatmap, head_mosaic
+from mha_course.viz.widgets import _Panel
+
+__all__ = ["Explorer", "explore", "VIEWS"]
+
+AttendFn = Callable[[str], tuple[Sequence[str], np.ndarray]]
+VIEWS = ("heatmap", "head view", "grid")
+
+
+@dataclass(eq=False)
+class Explorer(_Panel):
+    widget: widgets.VBox
+    sentence: widgets.Dropdown
+    text: widgets.Text
+    layer: widgets.IntSlider
+    head: widgets.IntSlider
+    threshold: widgets.FloatSlider
+    view: widgets.ToggleButtons
+    message: widgets.HTML
+    image: widgets.Image  # the rendered figure (PNG)
+    attend: AttendFn
+    head_labels: np.ndarray | None = None  # (n_layers, n_heads) strings, e.g. "syntactic 0.97"
+    tokens: list[str] = field(default_factory=list)
+    weights: np.ndarray | None = None  # (n_layers, n_heads, n, n) of the sentence shown
+    _cache: dict = field(default_factory=dict)
+    _quiet: bool = False
+
+    def title(self, layer: int, head: int) -> str:
+        label = "" if self.head_labels is None else f" {self.head_labels[layer][head]}"
+        return f"L{layer}H{head}{label}"
+
+    def show(self, text: str) -> bool:
+        """Run the model on `text` (or reuse the cached run) and redraw; False if it was refused."""
+        text = text.strip()
+        if text not in self._cache:
+            try:
+                tokens, weights = self.attend(text)
+            except ValueError as error:  # e.g. a word outside the toy vocabulary
+                self.message.value = f"<span style='color:#b00'>{html.escape(str(error))}</span>"
+                return False
+            weights = np.asarray(weights)
+            if weights.ndim != 4 or weights.shape[2:] != (len(tokens), len(tokens)):
+                raise ValueError(f"attend() must return weights (n_layers, n_heads, n, n) for its "
+                                 f"{len(tokens)} tokens; got shape {weights.shape}")
+            self._cache[text] = (list(tokens), weights)
+        self.tokens, self.weights = self._cache[text]
+        self.message.value = f"{len(self.tokens)} tokens"
+        n_layers, n_heads = self.weights.shape[:2]
+        self._quiet = True  # new slider ranges may clamp a value: draw once, after both are set
+        try:
+            self.layer.max, self.head.max = n_layers - 1, n_heads - 1
+        finally:
+            self._quiet = False
+        self.redraw()
+        return True
+
+    def figure(self) -> Figure:
+        """The figure for the current controls (what `redraw` shows)."""
+        layer, head, A = self.layer.value, self.head.value, self.weights
+        if self.view.value == "heatmap":
+            n = len(self.tokens)
+            fig, ax = plt.subplots(figsize=(0.32 * n + 2.2, 0.32 * n + 1.6))
+            fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.92)
+            attention_heatmap(A[layer, head], self.tokens, ax=ax, title=self.title(layer, head),
+                              vmax=1.0, colorbar=True)
+            return fig
+        if self.view.value == "head view":
+            return head_view(A[layer], self.tokens, heads=[head], labels=[self.title(layer, head)],
+                             threshold=self.threshold.value)
+        titles = [self.title(l, h) for l in range(A.shape[0]) for h in range(A.shape[1])]
+        return head_mosaic(A, titles=titles, selected=(layer, head))
+
+    def redraw(self) -> None:
+        if self.weights is None or self._quiet:
+            return
+        self.threshold.disabled = self.view.value != "head view"
+        fig = self.figure()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=80)
+        plt.close(fig)
+        self.image.value = png.getvalue()
+
+
+def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, layer: int = 0,
+            head: int = 0, threshold: float = 0.1, view: str = "heatmap") -> Explorer:
+    """Build the explorer panel; display it (last line of a cell) to show it.
+
+    attend: text -> (tokens, weights (n_layers, n_heads, n, n)); it raises ValueError with a
+    message for the reader when it cannot handle a text (the panel shows the message).
+    sentences: the drop-down's choices (the first is shown first).
+    head_labels: optional (n_layers, n_heads) strings added to each head's title, e.g. its role.
+    """
+    if not sentences:
+        raise ValueError("explore needs at least one sentence for the drop-down")
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}; got {view!r}")
+    slider = dict(continuous_update=False, style={"description_width": "70px"},
+                  layout=widgets.Layout(width="300px"))
+    panel = Explorer(
+        widget=None,
+        sentence=widgets.Dropdown(options=list(sentences), value=sentences[0],
+                                  description="sentence", layout=widgets.Layout(width="620px"),
+                                  style={"description_width": "70px"}),
+        text=widgets.Text(placeholder="type your own sentence and press Enter",
+                          description="your own", continuous_update=False,
+                          layout=widgets.Layout(width="620px"), style={"description_width": "70px"}),
+        layer=widgets.IntSlider(value=layer, min=0, max=max(layer, 1), description="layer", **slider),
+        head=widgets.IntSlider(value=head, min=0, max=max(head, 1), description="head", **slider),
+        threshold=widgets.FloatSlider(value=threshold, min=0.0, max=0.9, step=0.05,
+                                      description="threshold", **slider),
+        view=widgets.ToggleButtons(options=VIEWS, value=view),
+        message=widgets.HTML(),
+        image=widgets.Image(format="png"),
+        attend=attend,
+        head_labels=None if head_labels is None else np.asarray(head_labels, dtype=object),
+    )
+    panel.widget = widgets.VBox([
+        panel.sentence, panel.text, widgets.HBox([panel.layer, panel.head]),
+        widgets.HBox([panel.threshold, panel.view]), panel.message, panel.image,
+    ])
+    panel.sentence.observe(lambda change: panel.show(change["new"]), names="value")
+    panel.text.observe(lambda change: change["new"].strip() and panel.show(change["new"]),
+                       names="value")
+    for control in (panel.layer, panel.head, panel.threshold, panel.view):
+        control.observe(lambda change: panel.redraw(), names="value")
+    panel.show(sentences[0])
+    return panel

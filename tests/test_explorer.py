@@ -1,0 +1,82 @@
+"""The head explorer: every control redraws the figure, bad sentences get a message."""
+
+from __future__ import annotations
+
+import hashlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from mha_course.viz.explorer import VIEWS, explore
+
+SENTENCES = ["[CLS] the fox sees the dog . [SEP]", "[CLS] dogs run . [SEP]"]
+
+
+def fake_attend(text):
+    """A deterministic stand-in model: 2 layers x 3 heads, each head a different fixed pattern."""
+    tokens = text.split()
+    if "unknown" in tokens:
+        raise ValueError("'unknown' is not in the vocabulary")
+    n = len(tokens)
+    seed = sum(map(ord, text))
+    W = np.random.default_rng(seed).random((2, 3, n, n)) ** 4  # (n_layers, n_heads, n, n)
+    return tokens, W / W.sum(-1, keepdims=True)
+
+
+def digest(panel):
+    return hashlib.sha256(panel.image.value).hexdigest()
+
+
+def test_first_sentence_is_drawn_and_slider_ranges_follow_the_model():
+    panel = explore(fake_attend, SENTENCES)
+    assert panel.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (panel.layer.max, panel.head.max) == (1, 2)
+    assert panel.tokens == SENTENCES[0].split()
+    np.testing.assert_allclose(panel.weights, fake_attend(SENTENCES[0])[1])
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_control_changes_the_figure_in_every_view(view):
+    panel = explore(fake_attend, SENTENCES, view=view)
+    seen = {digest(panel)}
+    moves = [("head", 1), ("layer", 1), ("head", 2)]
+    if view == "head view":
+        moves.append(("threshold", 0.4))
+    for name, value in moves:
+        getattr(panel, name).value = value
+        assert digest(panel) not in seen, f"moving {name} did not redraw the {view}"
+        seen.add(digest(panel))
+    panel.sentence.value = SENTENCES[1]
+    assert digest(panel) not in seen and panel.tokens == SENTENCES[1].split()
+
+
+def test_own_sentence_and_a_refused_one():
+    panel = explore(fake_attend, SENTENCES)
+    panel.text.value = "[CLS] a cat . [SEP]"
+    assert panel.tokens == ["[CLS]", "a", "cat", ".", "[SEP]"]
+    before = digest(panel)
+    panel.text.value = "[CLS] an unknown word [SEP]"
+    assert "not in the vocabulary" in panel.message.value
+    assert digest(panel) == before and panel.tokens[2] == "cat"  # the last good sentence stays
+
+
+def test_head_labels_reach_the_titles_and_threshold_only_matters_for_the_head_view():
+    labels = [["local 0.9", "-", "-"], ["-", "syntactic 0.8", "-"]]
+    panel = explore(fake_attend, SENTENCES, head_labels=labels)
+    assert panel.title(1, 1) == "L1H1 syntactic 0.8"
+    assert panel.threshold.disabled
+    panel.view.value = "head view"
+    assert not panel.threshold.disabled
+
+
+def test_bad_arguments_and_a_bad_model_output():
+    with pytest.raises(ValueError, match="at least one sentence"):
+        explore(fake_attend, [])
+    with pytest.raises(ValueError, match="view must be one of"):
+        explore(fake_attend, SENTENCES, view="table")
+    with pytest.raises(ValueError, match=r"\(n_layers, n_heads, n, n\).*3 tokens.*\(3, 3\)"):
+        explore(lambda text: (["a", "b", "c"], np.ones((3, 3)) / 3), SENTENCES)
