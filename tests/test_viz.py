@@ -199,3 +199,28 @@ def test_projected_tokens_rejects_mismatched_inputs():
         projected_tokens(Q, Q, TOKENS[:4])
     with pytest.raises(ValueError, match=r"weights must be \(n, n\)"):
         projected_tokens(Q, Q, TOKENS, weights=np.zeros((5, 4)))
+
+
+# ---------------------------------------------------------------------------- head_mosaic
+def test_head_mosaic_tiles_every_head_in_one_image_and_frames_the_selected_one():
+    from mha_course.viz.heatmap import head_mosaic
+
+    rng = np.random.default_rng(3)
+    A = rng.random((2, 3, 4, 5))  # (n_layers, n_heads, n_q, n_k)
+    fig = head_mosaic(A, selected=(1, 2))
+    (ax,) = fig.axes
+    tiles = np.ma.getdata(ax.images[0].get_array())
+    mask = np.ma.getmaskarray(ax.images[0].get_array())
+    assert (~mask).sum() == A.size  # exactly the weights, the rest is gap
+    np.testing.assert_allclose(np.sort(tiles[~mask]), np.sort(A.ravel()))
+    assert [t.get_text() for t in ax.texts] == [f"L{l}H{h}" for l in range(2) for h in range(3)]
+    (frame,) = ax.patches
+    assert (frame.get_width(), frame.get_height()) == (5, 4)
+    plt.close(fig)
+
+
+def test_head_mosaic_checks_the_titles():
+    from mha_course.viz.heatmap import head_mosaic
+
+    with pytest.raises(ValueError, match="2 entries.*1 layers x 3 heads = 3"):
+        head_mosaic(np.full((3, 2, 2), 0.5), titles=["a", "b"])
