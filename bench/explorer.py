@@ -1,0 +1,70 @@
+"""How fast does the head explorer redraw when a slider moves? (goal: median <= 100 ms)
+
+Runs the explorer in this process, which is what the kernel does when a slider's value arrives:
+the callback draws the figure, renders the PNG and sets the Image widget. The browser's own part
+(receiving and painting the PNG) is measured by the browser tests, not here.
+
+    .venv/bin/python bench/explorer.py [--moves 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")  # the explorer renders its own PNGs; no window, no inline display
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mha_course import toy_language, toy_model  # noqa: E402
+from mha_course.viz.explorer import VIEWS, explore  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=30, help="slider moves per view")
+    args = parser.parse_args(argv)
+
+    try:
+        model, which = toy_model.load(), "shipped checkpoint"
+    except (FileNotFoundError, OSError):  # the redraw cost does not depend on the weights
+        torch.manual_seed(0)
+        model, which = toy_model.ToyTransformer(toy_model.ToyConfig()).eval(), "random init"
+    sentences = {" ".join(s.tokens): s for s in toy_language.generate(8, seed=0)}
+
+    def attend(text):
+        sentence = sentences[text]
+        return sentence.tokens, model.attention(sentence)
+
+    panel = explore(attend, list(sentences))
+    n_layers, n_heads = panel.weights.shape[:2]
+    print(f"toy model ({which}): {n_layers} layers x {n_heads} heads, "
+          f"{len(panel.tokens)} tokens in the first sentence; {args.moves} moves per view")
+    print(f"{'view':<11s}{'control':<10s}{'median ms':>10s}{'p90 ms':>8s}{'max ms':>8s}")
+    worst = 0.0
+    for view in VIEWS:
+        panel.view.value = view
+        for control, size in (("head", n_heads), ("layer", n_layers)):
+            slider = getattr(panel, control)
+            times = []
+            for i in range(args.moves):
+                start = time.perf_counter()
+                slider.value = (slider.value + 1) % size
+                times.append((time.perf_counter() - start) * 1e3)
+            median = statistics.median(times)
+            worst = max(worst, median)
+            print(f"{view:<11s}{control:<10s}{median:10.1f}{np.percentile(times, 90):8.1f}"
+                  f"{max(times):8.1f}")
+    start = time.perf_counter()
+    panel.sentence.value = list(sentences)[1]
+    print(f"new sentence (model run + redraw): {(time.perf_counter() - start) * 1e3:.1f} ms")
+    print(f"slowest view's median redraw: {worst:.1f} ms (goal <= 100 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
