@@ -50,6 +50,7 @@ class Explorer(_Panel):
     weights: np.ndarray | None = None  # (n_layers, n_heads, n, n) of the sentence shown
     _cache: dict = field(default_factory=dict)
     _quiet: bool = False
+    _heatmap: tuple | None = None  # (tokens, figure) kept between redraws: only its image changes
 
     def title(self, layer: int, head: int) -> str:
         label = "" if self.head_labels is None else f" {self.head_labels[layer][head]}"
@@ -84,11 +85,18 @@ class Explorer(_Panel):
         """The figure for the current controls (what `redraw` shows)."""
         layer, head, A = self.layer.value, self.head.value, self.weights
         if self.view.value == "heatmap":
-            n = len(self.tokens)
-            fig, ax = plt.subplots(figsize=(0.32 * n + 2.2, 0.32 * n + 1.6))
-            fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.92)
-            attention_heatmap(A[layer, head], self.tokens, ax=ax, title=self.title(layer, head),
-                              vmax=1.0, colorbar=True)
+            if self._heatmap is None or self._heatmap[0] != self.tokens:
+                if self._heatmap is not None:
+                    plt.close(self._heatmap[1])
+                n = len(self.tokens)
+                fig, ax = plt.subplots(figsize=(0.32 * n + 2.2, 0.32 * n + 1.6))
+                fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.92)
+                attention_heatmap(A[layer, head], self.tokens, ax=ax, vmax=1.0, colorbar=True)
+                self._heatmap = (self.tokens, fig)
+            fig = self._heatmap[1]
+            ax = fig.axes[0]
+            ax.images[0].set_data(A[layer, head])  # same tokens: new weights, same axes and labels
+            ax.set_title(self.title(layer, head))
             return fig
         if self.view.value == "head view":
             return head_view(A[layer], self.tokens, heads=[head], labels=[self.title(layer, head)],
@@ -103,7 +111,8 @@ class Explorer(_Panel):
         fig = self.figure()
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=80)
-        plt.close(fig)
+        if self._heatmap is None or fig is not self._heatmap[1]:
+            plt.close(fig)
         self.image.value = png.getvalue()
 
 
