@@ -2,17 +2,18 @@
 
 Every sentence comes with gold annotations aligned with its tokens (special tokens included):
 
-    [CLS] the quick fox of these lazy dogs chases Balo because he often runs . [SEP]
+    [CLS] the quick fox of these lazy dogs chases Balo because my wolf often follows him like Balo . [SEP]
 
 Each relation is something a word must *check* to know that it is the right word:
 
 - word order (local): the grammar fixes which part of speech may follow which, so a word whose
   neighbours have been swapped ("the fox quick brown") can only be put back by looking at them.
-- agreement (syntactic): a verb agrees in number with its subject, which may sit far to the left
-  behind a prepositional phrase or a relative clause whose noun has the *other* number.
-- coreference: the pronoun of the second clause refers to the *object* of the first clause and
-  agrees with it in gender and number (he / she / it / they); the subject is a distractor.
-- copy: when the subject is a name, the second clause often names it again ("... tows Pelo").
+- agreement (syntactic): a verb agrees in number with its subject, a common noun that may sit far
+  to the left behind a prepositional phrase or a relative clause whose noun has the *other*
+  number. (Subjects are never names: a name is always singular, so a verb would not need to find it.)
+- coreference: the object pronoun of the second clause refers to the *object* of the first clause
+  and agrees with it in gender and number (him / her / it / them); both subjects are distractors.
+- copy: the second clause may end "like NAME", naming again a name of the first clause.
 - register (delimiters): the closing delimiter sets the form of every word. A shouted sentence
   ('!') is written in capitals ("THE QUICK FOX ... !"), except names, which are always
   capitalised; a question ('?') uses the verb forms "does-chase" / "do-chase".
@@ -21,10 +22,11 @@ Each relation is something a word must *check* to know that it is the right word
   one world too; they are the rare words, drawn from a long Zipfian tail.
 
 The training objective is denoising (`corrupt_batch`): about 30% of the word tokens are masked,
-swapped for the same word with one feature wrong (number, gender, register, world), or replaced at
-random, and the loss sits on *every* word position, so each clean-looking token must be checked
-against whatever governs it. Delimiters and first mentions of names are never corrupted: they are
-the reliable witnesses of register and world, and every sentence has at least one name.
+swapped for the same word with one feature wrong (number, gender, question form), or replaced at
+random; whole sentences change case or world; neighbours trade places; verbs and pronouns take the
+wrong number or pronoun. The loss sits on *every* word position, so each clean-looking token must
+be checked against whatever governs it. Delimiters and first mentions of names are never
+corrupted: they are the reliable witnesses of register and world, and every sentence has a name.
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ SPECIAL_TOKENS = (PAD, CLS, SEP, MASK)
 CLOSERS = (".", "?", "!")
 CLOSER_PROBS = (0.4, 0.3, 0.3)
 WORLDS = ("land", "sea")
-SUBJECT_NAME_PROB = 0.7  # a singular subject is a name this often (else "the ... noun")
+# Subjects are common nouns: a name is always singular, so a verb would not need to find a name
+# subject to know its number (round 1: verbs then attended anywhere, and no verb->subject head).
+SUBJECT_NAME_PROB = 0.0  # a singular subject is a name this often (else "the ... noun")
+NAME_IN_MODIFIER = False  # research switch: put the sentence's name in the subject's modifier
+REPEAT_PROB = 0.5  # the second clause ends "like NAME", naming a name of the first clause again
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,9 @@ _DETERMINERS = ["the", "my", "our", "your", "their", "no"]
 _PREPOSITIONS = ["of", "near", "with", "behind", "beside", "under", "over", "among"]
 _CONNECTIVES = ["and", "but", "because", "so", "while", "when", "although", "until"]
 _ADVERBS = ["often", "never", "always", "still", "also", "now"]
-_PRONOUNS = [("he", "sg", "m"), ("she", "sg", "f"), ("it", "sg", "n"), ("they", "pl", "")]
+# Object pronouns: the pronoun is the *object* of the second clause, so the verb of that clause
+# agrees with a subject of its own and the pronoun's only governor is its antecedent.
+_PRONOUNS = [("him", "sg", "m"), ("her", "sg", "f"), ("it", "sg", "n"), ("them", "pl", "")]
 
 
 def _make_names(n: int = 200) -> list[tuple[str, str, str]]:
@@ -139,6 +147,7 @@ def _build_lexicon() -> dict[str, WordInfo]:
     entries += [(c, WordInfo("CONN", c)) for c in _CONNECTIVES]
     entries += [(a, WordInfo("ADV", a)) for a in _ADVERBS]
     entries.append(("that", WordInfo("REL", "that")))
+    entries.append(("like", WordInfo("PREP", "like")))  # only ever introduces a repeated name
     entries += [(p, WordInfo("PRON", "pronoun", num, g)) for p, num, g in _PRONOUNS]
     for token, info in entries:
         lex.update(_forms(token, info))
@@ -179,10 +188,18 @@ def _one_feature_swaps(token: str, features=_FEATURES) -> list[str]:
 # Word-level swaps touch the features that a *relation* governs (agreement, coreference, the
 # question form); capitals and world are corrupted sentence-wide instead (see corrupt_batch).
 _WORD_LEVEL_FEATURES = ("number", "gender", "verb_form")
-_SWAP_IDS: dict[int, np.ndarray] = {
-    TOKEN_TO_ID[t]: np.array([TOKEN_TO_ID[s] for s in _one_feature_swaps(t, _WORD_LEVEL_FEATURES)],
-                             dtype=np.int64)
-    for t in VOCAB if LEXICON[t].pos not in ("SPECIAL", "PUNCT")}
+
+
+def _swap_table(features) -> dict[int, np.ndarray]:
+    """word id -> ids of its one-feature swaps (over `features`)."""
+    return {TOKEN_TO_ID[t]: np.array([TOKEN_TO_ID[s] for s in _one_feature_swaps(t, features)],
+                                     dtype=np.int64)
+            for t in VOCAB if LEXICON[t].pos not in ("SPECIAL", "PUNCT")}
+
+
+_SWAP_IDS = _swap_table(_WORD_LEVEL_FEATURES)
+# ... and with the case as well: a single word in the wrong case, which only the closer can judge
+_SWAP_IDS_WITH_CASE = _swap_table(_WORD_LEVEL_FEATURES + ("upper",))
 _FLIP_CASE = np.arange(len(VOCAB))  # id -> id of the same word shouted / not shouted
 _FLIP_WORLD = np.arange(len(VOCAB))  # id -> id of the counterpart in the other world
 for _t, _w in LEXICON.items():
@@ -193,6 +210,19 @@ for _t, _w in LEXICON.items():
         _other_world = WORLDS[1 - WORLDS.index(_w.world)]
         _FLIP_WORLD[TOKEN_TO_ID[_t]] = next(TOKEN_TO_ID[o] for o, v in LEXICON.items()
                                             if v == replace(_w, world=_other_world))
+
+
+_NUMBER_SWAP = np.arange(len(VOCAB))  # verb id -> the same verb, other number
+_PRONOUN_SWAPS: dict[int, np.ndarray] = {}  # pronoun id -> the other pronouns, same case
+for _t, _w in LEXICON.items():
+    if _w.pos == "VERB":
+        _NUMBER_SWAP[TOKEN_TO_ID[_t]] = next(
+            TOKEN_TO_ID[o] for o, v in LEXICON.items()
+            if v == replace(_w, number="pl" if _w.number == "sg" else "sg"))
+    elif _w.pos == "PRON":
+        _PRONOUN_SWAPS[TOKEN_TO_ID[_t]] = np.array(
+            [TOKEN_TO_ID[o] for o, v in LEXICON.items()
+             if v.pos == "PRON" and v.upper == _w.upper and o != _t])
 
 
 def _form(token: str, **change) -> str:
@@ -321,37 +351,42 @@ def _sentence(rng: np.random.Generator) -> Sentence:
     # Clause 1: SUBJECT (PP | relative clause)? VERB OBJECT
     subj_number = "sg" if rng.random() < 0.6 else "pl"
     subj, subj_number, _ = g.noun_phrase(b, subj_number, name_prob=SUBJECT_NAME_PROB)
-    subj_is_name = b.tokens[subj] in LEXICON and LEXICON[b.tokens[subj]].pos == "NAME"
     modifier = rng.choice(["none", "pp", "rel"], p=[0.25, 0.45, 0.3])
     distractor_number = _other(subj_number) if rng.random() < 0.8 else subj_number
+    name_prob = 0.2
+    if NAME_IN_MODIFIER and modifier != "none":  # the sentence's name goes here, not to the object
+        distractor_number, name_prob = "sg", 1.0
     if modifier == "pp":
         b.add(g.pick(_PREPOSITIONS))
-        g.noun_phrase(b, distractor_number, name_prob=0.2)
+        g.noun_phrase(b, distractor_number, name_prob=name_prob)
     elif modifier == "rel":
         b.add("that")
         b.add(g.verb(True, subj_number), head=subj, rel="nsubj")
-        g.noun_phrase(b, distractor_number, name_prob=0.2)
+        g.noun_phrase(b, distractor_number, name_prob=name_prob)
     b.add(g.verb(True, subj_number), head=subj, rel="nsubj")
     if any(LEXICON[t].pos == "NAME" for t in b.tokens[1:]):
         obj, obj_number, obj_gender = g.noun_phrase(b, _random_number(rng), name_prob=0.4)
     else:  # every sentence names someone, so its world always has a truthful witness
         obj, obj_number, obj_gender = g.noun_phrase(b, "sg", name_prob=1.0)
 
-    # Clause 2 (optional): CONN PRONOUN ADV? VERB OBJECT?; the pronoun refers to the object
-    if rng.random() < 0.75:
+    # Clause 2 (optional): CONN SUBJECT2 (PP)? ADV? VERB2 PRONOUN (like NAME)?; the pronoun
+    # refers to the first clause's object; "like NAME" names a name of clause 1 again (a copy).
+    if rng.random() < 0.85:
         b.add(g.pick(_CONNECTIVES))
-        pronoun = "they" if obj_number == "pl" else {"m": "he", "f": "she", "n": "it"}[obj_gender]
-        pron = b.add(pronoun, coref=obj)
-        if rng.random() < 0.6:
+        subj2, subj2_number, _ = g.noun_phrase(b, _random_number(rng), name_prob=0.0)
+        if rng.random() < 0.3:
+            b.add(g.pick(_PREPOSITIONS))
+            g.noun_phrase(b, _other(subj2_number), name_prob=0.0)
+        if rng.random() < 0.5:
             b.add(g.pick(_ADVERBS))
-        pron_number = LEXICON[pronoun].number
-        repeat = subj_is_name and rng.random() < 0.8
-        transitive = repeat or rng.random() < 0.5
-        b.add(g.verb(transitive, pron_number), head=pron, rel="nsubj")
-        if repeat:
-            b.add(b.tokens[subj], repeat_of=subj)
-        elif transitive:
-            g.noun_phrase(b, _random_number(rng), name_prob=0.3)
+        b.add(g.verb(True, subj2_number), head=subj2, rel="nsubj")
+        pronoun = "them" if obj_number == "pl" else {"m": "him", "f": "her", "n": "it"}[obj_gender]
+        b.add(pronoun, coref=obj)
+        names = [i for i, t in enumerate(b.tokens) if LEXICON[t].pos == "NAME"]
+        if names and rng.random() < REPEAT_PROB:  # "like NAME": a name can only come back here
+            b.add("like")
+            earlier = names[rng.integers(len(names))]
+            b.add(b.tokens[earlier], repeat_of=earlier)
     b.add(closer)
     b.add(SEP)
 
@@ -408,7 +443,9 @@ def _corruptible(sentences: list[Sentence], n: int) -> np.ndarray:
 
 def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: float = 0.3,
                   kinds: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3),
-                  sentence_flip: float = 0.2, transpose: float = 0.5
+                  sentence_flip: float = 0.2, transpose: float = 0.5,
+                  relation_swap: float = 0.0, protect_governors: bool = False,
+                  case_flip: float | None = None, swap_case: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The denoising objective: (inputs, targets, loss_mask, lengths), all (batch, n) but lengths.
 
@@ -420,26 +457,67 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
     Word-wide: each corruptible word is corrupted with probability `rate`, as [MASK], as a
     one-feature swap (wrong number, gender or question form) or as a random word, in the
     proportions `kinds`. `targets` are the clean ids; `loss_mask` covers every word position.
+
+    Relations, in the direction the head metrics read them: with probability `relation_swap`
+    each dependent (a verb, a pronoun) takes the wrong number / the wrong pronoun, so it must
+    look up its governor (subject, antecedent). With `protect_governors` the governors are never
+    one-feature swapped (they are [MASK]ed instead), so the arrow of evidence points one way.
+    `case_flip` (default: `sentence_flip`) sets the sentence-wide case flip on its own;
+    `swap_case` lets the one-feature swaps change a single word's case too.
+    `transpose` is the expected number of neighbour swaps per sentence (may exceed 1).
     """
     clean, lengths = pad_batch(sentences)
     words = np.isin(clean, _WORD_IDS)  # (batch, n)
     inputs = clean.copy()
-    flip_case = rng.random(len(sentences)) < sentence_flip  # (batch,)
+    flip_case = rng.random(len(sentences)) < (sentence_flip if case_flip is None else case_flip)  # (batch,)
     inputs[flip_case] = _FLIP_CASE[inputs[flip_case]]
     flip_world = rng.random(len(sentences)) < sentence_flip  # (batch,)
     inputs[flip_world] = _FLIP_WORLD[inputs[flip_world]]
     corrupt = _corruptible(sentences, clean.shape[1]) & (rng.random(clean.shape) < rate)
     kind = rng.choice(3, size=clean.shape, p=kinds)  # 0 mask, 1 one-feature swap, 2 random word
+    if protect_governors:
+        governed = _governors(sentences, clean.shape[1])  # (batch, n)
+        kind[governed & (kind == 1)] = 0
     inputs[corrupt & (kind == 0)] = TOKEN_TO_ID[MASK]
     for b, i in zip(*np.nonzero(corrupt & (kind == 1))):
-        options = _SWAP_IDS[int(inputs[b, i])]
+        options = (_SWAP_IDS_WITH_CASE if swap_case else _SWAP_IDS)[int(inputs[b, i])]
         if len(options) == 0:  # a word with no alternative form: replace it at random
             options = _WORD_IDS
         inputs[b, i] = options[rng.integers(len(options))]
     random_at = corrupt & (kind == 2)
     inputs[random_at] = _WORD_IDS[rng.integers(len(_WORD_IDS), size=int(random_at.sum()))]
-    _transpose(sentences, inputs, np.zeros_like(words), rng, rng.random(len(sentences)) < transpose)
+    if relation_swap > 0:
+        _swap_dependents(sentences, inputs, corrupt, rng, relation_swap)
+    n_swaps = int(transpose) + (rng.random(len(sentences)) < transpose % 1)  # (batch,)
+    for k in range(int(np.ceil(transpose))):
+        _transpose(sentences, inputs, np.zeros_like(words), rng, n_swaps > k)
     return inputs, clean, words, lengths
+
+
+def _governors(sentences, n: int) -> np.ndarray:
+    """(batch, n): positions that some token depends on (a subject, an antecedent)."""
+    out = np.zeros((len(sentences), n), dtype=bool)
+    for b, s in enumerate(sentences):
+        for h in s.head + s.coref:
+            if h >= 0:
+                out[b, h] = True
+    return out
+
+
+def _swap_dependents(sentences, inputs, already, rng, p: float) -> None:
+    """In place: each verb with a subject takes the other number, each pronoun with an
+    antecedent becomes another pronoun, with probability p (skipping corrupted positions)."""
+    for b, s in enumerate(sentences):
+        for i in range(len(s)):
+            if already[b, i] or (s.head[i] < 0 and s.coref[i] < 0) or rng.random() >= p:
+                continue
+            token = VOCAB[inputs[b, i]]
+            info = LEXICON[token]
+            if info.pos == "VERB":
+                inputs[b, i] = _NUMBER_SWAP[inputs[b, i]]
+            elif info.pos == "PRON":
+                options = _PRONOUN_SWAPS[inputs[b, i]]
+                inputs[b, i] = options[rng.integers(len(options))]
 
 
 def _transpose(sentences, inputs, at, rng, which) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,28 +29,40 @@ from mha_course import toy_language as lang
 from mha_course.analysis import heads as head_metrics
 from mha_course.torch_attention import MultiHeadAttention, padding_mask
 
-__all__ = ["ToyConfig", "ToyOutput", "ToyTransformer", "train", "evaluate", "load", "save"]
+__all__ = ["ToyConfig", "ToyOutput", "ToyTransformer", "train", "evaluate", "random_init_control",
+           "load", "save"]
 
 
 @dataclass
 class ToyConfig:
-    """Model shape and training settings; saved as config.json next to the weights."""
-    n_layers: int = 3
-    n_heads: int = 4
+    """Model shape and training settings; saved as config.json next to the weights.
+
+    The defaults are the configuration of research/toy_lab_log.md (run 9): 2 layers x 8 heads of
+    size 16 give each role a head of its own; 2000 steps take about a minute on 2 CPU cores.
+    """
+    n_layers: int = 2
+    n_heads: int = 8
     d_model: int = 64
+    d_k: int | None = 16  # per-head query/key/value size; None = d_model // n_heads
     d_ff: int = 256
     max_len: int = 32
     vocab_size: int = len(lang.VOCAB)
     # training
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 5e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
+    # the denoising objective (see toy_language.corrupt_batch)
     corrupt_rate: float = 0.3  # word-level: [MASK] / one-feature swap / random word
     swap_share: float = 1 / 3  # of the word-level corruptions, the share that are swaps
-    sentence_flip: float = 0.2  # sentence-wide case flip and (independently) world flip
-    transpose: float = 0.5  # probability that a sentence has two neighbours swapped
+    sentence_flip: float = 0.2  # sentence-wide world flip (and case flip unless case_flip is set)
+    case_flip: float | None = 0.5  # sentence-wide case flip: only the closing delimiter knows
+    swap_case: bool = False  # one-feature swaps may also change a single word's case
+    transpose: float = 1.5  # expected number of neighbour swaps per sentence
+    relation_swap: float = 0.3  # each verb / pronoun takes the wrong number / pronoun
+    protect_governors: bool = True  # subjects and antecedents are never one-feature swapped
+    neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
     n_train_sentences: int = 20000  # a fixed pool, freshly corrupted every step
     n_eval_sentences: int = 400
 
@@ -59,6 +71,7 @@ class ToyOutput(NamedTuple):
     logits: torch.Tensor  # (batch, n, vocab_size)
     weights: torch.Tensor  # (n_layers, batch, n_heads, n, n)
     heads: torch.Tensor  # (n_layers, batch, n_heads, n, d_v), each head's output Z_i
+    final: torch.Tensor  # (batch, n, d_model), LN of the last residual stream
 
 
 class Block(nn.Module):
@@ -67,7 +80,8 @@ class Block(nn.Module):
     def __init__(self, config: ToyConfig):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.d_model)
-        self.attn = MultiHeadAttention(config.d_model, config.n_heads, bias=True)
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, d_k=config.d_k,
+                                       d_v=config.d_k, bias=True)
         self.ln_ffn = nn.LayerNorm(config.d_model)
         self.ffn = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
                                  nn.Linear(config.d_ff, config.d_model))
@@ -89,6 +103,8 @@ class ToyTransformer(nn.Module):
         self.pos_emb = nn.Embedding(config.max_len, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_out = nn.LayerNorm(config.d_model)
+        if config.neighbour_loss > 0:  # a second read-out: which token stands to my left?
+            self.neighbour_out = nn.Linear(config.d_model, config.d_model)
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -104,8 +120,9 @@ class ToyTransformer(nn.Module):
             x, A, Z = block(x, mask)  # A (batch, n_heads, n, n), Z (batch, n_heads, n, d_v)
             weights.append(A)
             heads.append(Z)
-        logits = self.ln_out(x) @ self.tok_emb.weight.T  # (batch, n, vocab_size)
-        return ToyOutput(logits, torch.stack(weights), torch.stack(heads))
+        final = self.ln_out(x)  # (batch, n, d_model)
+        logits = final @ self.tok_emb.weight.T  # (batch, n, vocab_size)
+        return ToyOutput(logits, torch.stack(weights), torch.stack(heads), final)
 
     @torch.no_grad()
     def attention(self, sentence) -> np.ndarray:
@@ -140,8 +157,16 @@ def _lr_at(step: int, config: ToyConfig) -> float:
 
 
 def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
-    logits = model(inputs, lengths).logits  # (batch, n, vocab_size)
-    return F.cross_entropy(logits[loss_mask], targets[loss_mask])
+    """Cross-entropy of the clean token at every word position (plus, optionally, of the clean
+    token to its left, read out through `neighbour_out`)."""
+    out = model(inputs, lengths)
+    loss = F.cross_entropy(out.logits[loss_mask], targets[loss_mask])
+    weight = model.config.neighbour_loss
+    if weight > 0:
+        left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
+        at = loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
+        loss = loss + weight * F.cross_entropy(left[at], targets[:, :-1][at])
+    return loss
 
 
 @torch.no_grad()
@@ -159,14 +184,20 @@ def evaluate(model: ToyTransformer, sentences, seed: int = 0) -> dict:
 
 
 def train(config: ToyConfig | None = None, seed: int = 0, out_dir=None, seconds: float | None = None,
-          progress: bool = True, log_every: int = 0) -> tuple[ToyTransformer, dict]:
-    """Train a model from scratch; return it and a report (time, steps, accuracies, head roles).
+          steps: int | None = None, progress: bool = True, log_every: int = 0
+          ) -> tuple[ToyTransformer, dict]:
+    """Train a model from scratch; return it and a report (time, steps, accuracies, head roles,
+    and the same scores for a random-init model of the same shape: the control).
 
     Deterministic for a seed (same data, same corruption, same initialisation) when it runs for
-    `config.steps`; `seconds` stops earlier at a wall-clock budget, which depends on the machine.
+    a fixed number of steps (`steps`, default `config.steps`); `seconds` stops earlier at a
+    wall-clock budget, which depends on the machine. `log_every` > 0 adds a snapshot of the
+    scores every that many steps to report["history"] (roles emerging during training).
     With `out_dir`, writes model.safetensors, config.json and heads.json there.
     """
     config = config or ToyConfig()
+    if steps is not None:
+        config = replace(config, steps=steps)  # the schedule (cosine decay) follows the step count
     start = time.perf_counter()  # the budget includes making the data
     torch.manual_seed(seed)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -197,7 +228,10 @@ def _train(config, seed, out_dir, seconds, progress, log_every, start):
         other = (1 - config.swap_share) / 2
         arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
                                     kinds=(other, config.swap_share, other),
-                                    sentence_flip=config.sentence_flip, transpose=config.transpose)
+                                    sentence_flip=config.sentence_flip, transpose=config.transpose,
+                                    relation_swap=config.relation_swap,
+                                    protect_governors=config.protect_governors,
+                                    case_flip=config.case_flip, swap_case=config.swap_case)
         tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
         loss = _loss(model, *tensors)
         optimizer.zero_grad(set_to_none=True)
@@ -214,10 +248,22 @@ def _train(config, seed, out_dir, seconds, progress, log_every, start):
     bar.close()
     elapsed = time.perf_counter() - start
     report = _snapshot(model, held_out, step + 1, elapsed)
+    report["ms_per_step"] = round(1000 * elapsed / (step + 1), 2)
+    report["threads"] = torch.get_num_threads()
     report["history"] = history
+    report["control"] = random_init_control(config, held_out, seed)
     if out_dir is not None:
         save(model, out_dir, report)
     return model, report
+
+
+def random_init_control(config: ToyConfig, sentences, seed: int = 0) -> dict:
+    """The best score per role of an *untrained* model of the same shape: what chance gives."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)  # not the trained model's initialisation
+        model = ToyTransformer(config).eval()
+    scores = head_metrics.head_scores(model.attentions(sentences), sentences)
+    return {r: round(float(np.nanmax(scores[r])), 4) for r in head_metrics.ROLES}
 
 
 def _snapshot(model, sentences, steps: int, seconds: float) -> dict:
@@ -278,7 +324,9 @@ def _heads_json(report: dict) -> dict:
     return {"heads": per_head, "best": report["best"],
             "syntactic_baseline": report["syntactic_baseline"],
             "accuracy": report["accuracy"], "training_seconds": report["seconds"],
-            "training_steps": report["steps"], "history": report.get("history", [])}
+            "training_steps": report["steps"], "ms_per_step": report.get("ms_per_step"),
+            "threads": report.get("threads"), "control": report.get("control"),
+            "history": report.get("history", [])}
 
 
 def load(path=None) -> ToyTransformer:

@@ -3,6 +3,7 @@
     python research/toy_experiment.py --seeds 0 1 --steps 2000 --set n_heads=6 lr=0.003
 """
 import argparse
+import ast
 import json
 import sys
 
@@ -29,23 +30,34 @@ def main():
     p.add_argument("--set", nargs="*", default=[])
     p.add_argument("--control", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lang", nargs="*", default=[], help="toy_language constants, e.g. REPEAT_PROB=0.3")
+    p.add_argument("--out", default=None, help="save each seed's model under OUT/seedS")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     overrides = {}
-    for kv in args.set:
+    for kv in args.set:  # values are Python literals: 3, 0.003, None, True, 'sinusoid'
         k, v = kv.split("=")
-        overrides[k] = type(getattr(toy_model.ToyConfig, k))(v) if not isinstance(
-            getattr(toy_model.ToyConfig, k), float) else float(v)
+        try:
+            overrides[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            overrides[k] = v
+    for kv in args.lang:  # research switches of the grammar (module constants)
+        k, v = kv.split("=")
+        setattr(lang, k, ast.literal_eval(v))
     config = toy_model.ToyConfig(steps=args.steps, **overrides)
-    print("config", overrides, "steps", args.steps, flush=True)
+    print("config", overrides, args.lang, "steps", args.steps, flush=True)
     results = []
     for seed in args.seeds:
-        model, rep = toy_model.train(config, seed=seed, seconds=args.seconds, progress=False)
+        out_dir = None if args.out is None else f"{args.out}/seed{seed}"
+        model, rep = toy_model.train(config, seed=seed, seconds=args.seconds, progress=False,
+                                     out_dir=out_dir)
         best = {r: round(rep["best"][r]["score"], 2) for r in H.ROLES}
         where = {r: f'L{rep["best"][r]["layer"]}H{rep["best"][r]["head"]}' for r in H.ROLES}
         acc = {k: round(v, 3) for k, v in rep["accuracy"].items()}
         ok = all(v >= 0.7 for v in best.values()) and all(v >= 0.95 for v in acc.values())
-        print(f"seed {seed}: {rep['seconds']:.1f}s {rep['steps']} steps  best {best}  at {where}  "
+        print(f"seed {seed}: {rep['seconds']:.1f}s {rep['steps']} steps "
+              f"{1000 * rep['seconds'] / rep['steps']:.1f} ms/step ({args.threads} thr)  best {best}  at {where}  "
               f"acc {acc}  baseline {rep['syntactic_baseline']}  PASS={ok}", flush=True)
         if args.control:
             print("  control", control(config, seed, lang.generate(400, 10_000 + seed)), flush=True)

@@ -1,4 +1,5 @@
 """Train one seed with periodic snapshots; print the best score per role and accuracies per snapshot."""
+import ast
 import sys
 import torch
 from mha_course import toy_model
@@ -7,7 +8,7 @@ from mha_course.analysis.heads import ROLES
 torch.set_num_threads(1)
 seed, steps, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 overrides = dict(kv.split("=") for kv in sys.argv[4:])
-cfg = toy_model.ToyConfig(steps=steps, **{k: type(getattr(toy_model.ToyConfig, k))(v) for k, v in overrides.items()})
+cfg = toy_model.ToyConfig(steps=steps, **{k: ast.literal_eval(v) for k, v in overrides.items()})
 print(overrides, flush=True)
 model, rep = toy_model.train(cfg, seed=seed, progress=False, log_every=every, out_dir=f"/tmp/toy_runs/{seed}_" + "_".join(sys.argv[4:]))
 for snap in rep["history"]:

@@ -157,9 +157,10 @@ def test_classify_heads_names_each_planted_head(corpus):
     assert [row["role"] for row in table] == list(rules)
     for i, role in enumerate(rules):
         assert scores[role][0, i] == pytest.approx(1.0), role
-    # A head can play two roles: the rare-word head also looks from the repeated name back to
-    # its first occurrence, so it ties with the copy head on identity.
-    assert scores["identity"][0, 4] == pytest.approx(1.0)
+    # A head can play two roles: the rare-word head (here: always the sentence's first name) also
+    # looks from a repeated name back to its earlier occurrence whenever the first name is the
+    # one repeated, so it almost ties with the copy head on identity.
+    assert scores["identity"][0, 4] > 0.9
     assert all(H.best_heads(scores)[r]["score"] == pytest.approx(1.0) for r in H.ROLES)
 
 
