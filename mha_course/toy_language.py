@@ -2,7 +2,7 @@
 
 Every sentence comes with gold annotations aligned with its tokens (special tokens included):
 
-    [CLS] the quick fox of these lazy dogs chases Balo because my wolf often follows him like Balo . [SEP]
+    [CLS] the quick fox of their lazy dogs chases Balo because my wolf often follows him like Balo . [SEP]
 
 Each relation is something a word must *check* to know that it is the right word:
 
@@ -37,7 +37,8 @@ import numpy as np
 
 __all__ = [
     "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
-    "SPECIAL_TOKENS", "CLOSERS", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS",
+    "SPECIAL_TOKENS", "CLOSERS", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS", "POS_TAGS", "POS_IDS",
+    "LEMMA_IDS",
     "generate", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
 ]
 
@@ -160,6 +161,13 @@ LEXICON: dict[str, WordInfo] = _build_lexicon()
 VOCAB: list[str] = list(LEXICON)  # id -> token; [PAD] is 0
 TOKEN_TO_ID: dict[str, int] = {t: i for i, t in enumerate(VOCAB)}
 _WORD_IDS = np.array([i for i, t in enumerate(VOCAB) if LEXICON[t].pos not in ("SPECIAL", "PUNCT")])
+POS_TAGS = ("SPECIAL", "PUNCT", "DET", "ADJ", "NOUN", "NAME", "VERB", "PRON", "PREP", "CONN", "ADV", "REL")
+POS_IDS = np.array([POS_TAGS.index(LEXICON[t].pos) for t in VOCAB])  # token id -> part-of-speech id
+_BY_INFO = {w: t for t, w in LEXICON.items() if w.pos != "NAME"}
+# token id -> the id of the same word without number (its singular); names and pronouns stay
+LEMMA_IDS = np.array([TOKEN_TO_ID[_BY_INFO[replace(w, number="sg")]]
+                      if w.number == "pl" and w.pos in ("NOUN", "VERB") else i
+                      for i, w in enumerate(LEXICON.values())])
 _FEATURES = ("number", "gender", "world", "verb_form", "upper")
 
 
@@ -446,6 +454,7 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
                   sentence_flip: float = 0.2, transpose: float = 0.5,
                   relation_swap: float = 0.0, protect_governors: bool = False,
                   case_flip: float | None = None, swap_case: bool = False,
+                  case_flip_share: float = 1.0,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The denoising objective: (inputs, targets, loss_mask, lengths), all (batch, n) but lengths.
 
@@ -463,13 +472,18 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
     look up its governor (subject, antecedent). With `protect_governors` the governors are never
     one-feature swapped (they are [MASK]ed instead), so the arrow of evidence points one way.
     `case_flip` (default: `sentence_flip`) sets the sentence-wide case flip on its own;
-    `swap_case` lets the one-feature swaps change a single word's case too.
+    `swap_case` lets the one-feature swaps change a single word's case too; `case_flip_share` < 1
+    flips only that share of the words of a flipped sentence, so that the neighbours' case is no
+    guide and every word must consult the closer itself.
     `transpose` is the expected number of neighbour swaps per sentence (may exceed 1).
     """
     clean, lengths = pad_batch(sentences)
     words = np.isin(clean, _WORD_IDS)  # (batch, n)
     inputs = clean.copy()
     flip_case = rng.random(len(sentences)) < (sentence_flip if case_flip is None else case_flip)  # (batch,)
+    flip_case = np.repeat(flip_case[:, None], clean.shape[1], axis=1)  # (batch, n)
+    if case_flip_share < 1:
+        flip_case &= rng.random(clean.shape) < case_flip_share
     inputs[flip_case] = _FLIP_CASE[inputs[flip_case]]
     flip_world = rng.random(len(sentences)) < sentence_flip  # (batch,)
     inputs[flip_world] = _FLIP_WORLD[inputs[flip_world]]

@@ -37,8 +37,10 @@ __all__ = ["ToyConfig", "ToyOutput", "ToyTransformer", "train", "evaluate", "ran
 class ToyConfig:
     """Model shape and training settings; saved as config.json next to the weights.
 
-    The defaults are the configuration of research/toy_lab_log.md (run 9): 2 layers x 8 heads of
-    size 16 give each role a head of its own; 2000 steps take about a minute on 2 CPU cores.
+    The defaults are the configuration of research/toy_lab_log.md (round 2, run 12): 2 layers x
+    8 heads of size 16, so that roles need not share heads; 2000 steps take about a minute on
+    2 CPU cores. The objective's knobs are explained in `toy_language.corrupt_batch`; the
+    "neighbour" read-out is an auxiliary loss that makes every word need its left neighbour.
     """
     n_layers: int = 2
     n_heads: int = 8
@@ -58,11 +60,13 @@ class ToyConfig:
     swap_share: float = 1 / 3  # of the word-level corruptions, the share that are swaps
     sentence_flip: float = 0.2  # sentence-wide world flip (and case flip unless case_flip is set)
     case_flip: float | None = 0.5  # sentence-wide case flip: only the closing delimiter knows
+    case_flip_share: float = 1.0  # share of a flipped sentence's words that change case
     swap_case: bool = False  # one-feature swaps may also change a single word's case
     transpose: float = 1.5  # expected number of neighbour swaps per sentence
     relation_swap: float = 0.3  # each verb / pronoun takes the wrong number / pronoun
     protect_governors: bool = True  # subjects and antecedents are never one-feature swapped
     neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
+    neighbour_target: str = "token"  # "token" (its identity), "lemma" (without number), "pos"
     n_train_sentences: int = 20000  # a fixed pool, freshly corrupted every step
     n_eval_sentences: int = 400
 
@@ -103,8 +107,9 @@ class ToyTransformer(nn.Module):
         self.pos_emb = nn.Embedding(config.max_len, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_out = nn.LayerNorm(config.d_model)
-        if config.neighbour_loss > 0:  # a second read-out: which token stands to my left?
-            self.neighbour_out = nn.Linear(config.d_model, config.d_model)
+        if config.neighbour_loss > 0:  # a second read-out: what stands to my left?
+            n_out = len(lang.POS_TAGS) if config.neighbour_target == "pos" else config.d_model
+            self.neighbour_out = nn.Linear(config.d_model, n_out)
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -163,10 +168,21 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
     loss = F.cross_entropy(out.logits[loss_mask], targets[loss_mask])
     weight = model.config.neighbour_loss
     if weight > 0:
-        left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
         at = loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
-        loss = loss + weight * F.cross_entropy(left[at], targets[:, :-1][at])
+        left_targets = targets[:, :-1]  # (batch, n-1)
+        if model.config.neighbour_target in ("token", "lemma"):
+            left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
+            if model.config.neighbour_target == "lemma":  # a neighbour's number is not asked for
+                left_targets = _LEMMA_IDS[left_targets]
+        else:  # only its part of speech: a neighbour's number cannot ride along to a verb
+            left = model.neighbour_out(out.final[:, 1:])  # (batch, n-1, n_pos)
+            left_targets = _POS_IDS[left_targets]
+        loss = loss + weight * F.cross_entropy(left[at], left_targets[at])
     return loss
+
+
+_POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
+_LEMMA_IDS = torch.from_numpy(lang.LEMMA_IDS)  # token id -> its number-free (singular) form
 
 
 @torch.no_grad()
@@ -231,7 +247,8 @@ def _train(config, seed, out_dir, seconds, progress, log_every, start):
                                     sentence_flip=config.sentence_flip, transpose=config.transpose,
                                     relation_swap=config.relation_swap,
                                     protect_governors=config.protect_governors,
-                                    case_flip=config.case_flip, swap_case=config.swap_case)
+                                    case_flip=config.case_flip, swap_case=config.swap_case,
+                                    case_flip_share=config.case_flip_share)
         tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
         loss = _loss(model, *tensors)
         optimizer.zero_grad(set_to_none=True)
@@ -276,7 +293,7 @@ def _snapshot(model, sentences, steps: int, seconds: float) -> dict:
         "accuracy": evaluate(model, sentences),
         "best": head_metrics.best_heads(scores),
         "syntactic_baseline": {"offset": offset, "score": baseline},
-        "scores": {k: np.round(v, 4).tolist() for k, v in scores.items()},
+        "scores": {k: np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in scores.items()},
     }
 
 
