@@ -39,7 +39,7 @@ __all__ = [
     "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
     "SPECIAL_TOKENS", "CLOSERS", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS", "POS_TAGS", "POS_IDS",
     "LEMMA_IDS",
-    "generate", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
+    "generate", "tokenize", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
 ]
 
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
@@ -417,6 +417,36 @@ def generate(n_sentences: int, seed: int = 0) -> list[Sentence]:
 
 # ----------------------------------------------------------------------------------------------
 # Encoding and the denoising objective
+
+
+def tokenize(text: str) -> list[str]:
+    """Your own sentence as the model's tokens: words split on spaces, the closing '.', '?' or '!'
+    split off, lower case except for names and shouted words, [CLS] and [SEP] added.
+
+    "The quick brown fox jumps over the lazy dog." -> [CLS] the quick ... dog . [SEP]
+    Raises ValueError naming every word outside the toy vocabulary.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize needs a str; got {type(text).__name__}")
+    words = [w for w in text.replace("[CLS]", " ").replace("[SEP]", " ").split()]
+    tokens = []
+    for word in words:
+        closer = word[-1] if len(word) > 1 and word[-1] in CLOSERS else None
+        word = word[:-1] if closer else word
+        if word not in TOKEN_TO_ID and word.lower() in TOKEN_TO_ID:
+            word = word.lower()  # "The" at the start of a sentence
+        tokens.append(word)
+        if closer:
+            tokens.append(closer)
+    if not tokens:
+        raise ValueError("the sentence is empty: type a few words, e.g. 'the quick fox runs .'")
+    unknown = [t for t in tokens if t not in TOKEN_TO_ID]
+    if unknown:
+        nouns = sorted(t for t, w in LEXICON.items() if w.pos == "NOUN" and not w.upper)[:8]
+        raise ValueError(f"not in the toy vocabulary: {', '.join(unknown)}. The toy language has "
+                         f"{len(VOCAB)} tokens, e.g. the nouns {', '.join(nouns)}; "
+                         "see mha_course.toy_language.VOCAB")
+    return [CLS, *tokens, SEP]
 
 
 def encode(tokens: list[str]) -> list[int]:

@@ -30,7 +30,7 @@ from mha_course.analysis import heads as head_metrics
 from mha_course.torch_attention import MultiHeadAttention, padding_mask
 
 __all__ = ["ToyConfig", "ToyOutput", "ToyTransformer", "train", "evaluate", "random_init_control",
-           "load", "save"]
+           "load", "load_report", "save", "attend_text"]
 
 
 @dataclass
@@ -350,11 +350,29 @@ def load(path=None) -> ToyTransformer:
     """A trained model from a folder written by `save` (None: the checkpoint shipped in the package)."""
     from safetensors.torch import load_file
 
-    if path is None:
-        from importlib import resources
-        path = resources.files("mha_course") / "data" / DEFAULT_CHECKPOINT
-    path = Path(str(path))
+    path = _checkpoint_dir(path)
     config = ToyConfig(**json.loads((path / "config.json").read_text()))
     model = ToyTransformer(config)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     return model.eval()
+
+
+def _checkpoint_dir(path=None) -> Path:
+    if path is None:
+        from importlib import resources
+        path = resources.files("mha_course") / "data" / DEFAULT_CHECKPOINT
+    return Path(str(path))
+
+
+def load_report(path=None) -> dict:
+    """heads.json of a checkpoint (None: the shipped one): every head's role scores and role, the
+    best head of each role, the offset baseline, sub-task accuracies, training time, the control."""
+    return json.loads((_checkpoint_dir(path) / "heads.json").read_text())
+
+
+def attend_text(model: ToyTransformer):
+    """A function text -> (tokens, weights (n_layers, n_heads, n, n)) for the head explorer."""
+    def attend(text: str):
+        tokens = lang.tokenize(text)
+        return tokens, model.attention(tokens)
+    return attend
