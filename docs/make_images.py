@@ -1,8 +1,7 @@
 """Regenerate the README's pictures from the package: `python docs/make_images.py`.
 
-docs/images/head_grid.png: every head of a freshly initialised 4-head layer (init_params, seed 0)
-on the running example, the picture notebook 02 starts from. When a trained model ships, its
-heads are the better picture; draw them here with the same `head_grid` call.
+docs/images/head_grid.png: every head of the trained toy model that ships with the course, on the
+running example, each titled with the role it scored best on (notebook 03 draws the same grid).
 """
 
 from __future__ import annotations
@@ -13,22 +12,26 @@ import matplotlib
 
 matplotlib.use("Agg")  # a script, not a notebook: write files, open no window
 
-from mha_course.examples import running_example  # noqa: E402
-from mha_course.np_attention import init_params, multi_head_attention  # noqa: E402
+from mha_course import toy_language, toy_model  # noqa: E402
 from mha_course.viz import head_grid  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parent / "images"
+SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
 def head_grid_image(path: Path = IMAGES / "head_grid.png") -> Path:
-    ex = running_example()
-    params = init_params(d_model=16, n_heads=4, seed=0)
-    weights = multi_head_attention(ex.X, ex.X, params).weights  # (n_heads, n, n)
-    fig = head_grid(weights, ex.tokens, cell_size=2.4,
-                    suptitle=f'"{ex.sentence}": four randomly initialised heads, four views '
-                             "(rows: queries, columns: keys)")
+    model, report = toy_model.load(), toy_model.load_report()
+    tokens = toy_language.tokenize(SENTENCE)
+    weights = model.attention(tokens)  # (n_layers, n_heads, n, n)
+    roles = {(h["layer"], h["head"]): h["role"] if h["role"] == "none" else
+             f"{h['role']} {h[h['role']]:.2f}" for h in report["heads"]}
+    titles = [f"L{l}H{h} {roles[l, h]}" for l in range(weights.shape[0])
+              for h in range(weights.shape[1])]
+    fig = head_grid(weights, tokens, titles=titles, vmax=1.0, cell_size=1.9,
+                    suptitle=f'"{SENTENCE}" through the toy model: every head, titled with the '
+                             "role it scores best on (rows: queries, columns: keys)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, metadata={"Software": None})  # no version stamp: stable bytes
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: stable bytes
     return path
 
 
