@@ -5,6 +5,7 @@ Axis names used everywhere in the course: batch, n_heads, n_q, n_k, d_model, d_k
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
     head_i = Attention(X_q W_i^Q, X_kv W_i^K, X_kv W_i^V)
     MultiHead(X_q, X_kv) = Concat(head_1, ..., head_h) W^O
+    with head gates xi:  Concat(xi_1 head_1, ..., xi_h head_h) W^O  (xi = 1: the same thing)
 
 `torch_attention` mirrors this module name for name; the two are tested equal to 1e-10.
 """
@@ -50,6 +51,31 @@ def _float_array(name: str, x, *, allow_neg_inf: bool = False) -> np.ndarray:
     if bad:
         raise v.nonfinite_error(name)
     return arr
+
+
+def check_head_gates_shape(shape: tuple[int, ...], n_heads: int, batch: tuple[int, ...]) -> None:
+    """Gates are (n_heads,) or broadcastable to (..., n_heads) over the inputs' batch dimensions,
+    without adding dimensions in front; shared with `torch_attention`."""
+    lead = tuple(shape[:-1])
+    ok = len(shape) >= 1 and shape[-1] == n_heads and len(lead) <= len(batch) and all(
+        g in (1, b) for g, b in zip(reversed(lead), reversed(batch)))
+    if not ok:
+        raise ValueError(
+            f"head_gates must have shape (n_heads,) = ({n_heads},), or broadcast to "
+            f"(..., n_heads) = {v.fmt(batch + (n_heads,))} over the inputs' batch dimensions; "
+            f"got shape {v.fmt(shape)}")
+
+
+def _head_gates(head_gates, n_heads: int, batch: tuple[int, ...], dtype) -> np.ndarray | None:
+    """The gates as an array of the inputs' dtype (0/1 integers and booleans are accepted)."""
+    if head_gates is None:
+        return None
+    gates = head_gates if isinstance(head_gates, np.ndarray) else np.asarray(head_gates)
+    if gates.dtype == np.bool_ or np.issubdtype(gates.dtype, np.integer):
+        gates = gates.astype(dtype)
+    gates = _float_array("head_gates", gates)
+    check_head_gates_shape(gates.shape, n_heads, batch)
+    return gates.astype(dtype, copy=False)  # float64 gates must not promote float32 inputs
 
 
 def _bool_mask(mask, target: tuple[int, ...]) -> np.ndarray | None:
@@ -208,14 +234,15 @@ def init_params(d_model: int, n_heads: int, *, d_k: int | None = None, d_v: int 
     )
 
 
-def _check_mha_inputs(X_q, X_kv, params: MHAParams, mask):
+def _check_mha_inputs(X_q, X_kv, params: MHAParams, mask, head_gates=None):
     if not isinstance(params, MHAParams):
         raise TypeError(f"params must be an MHAParams; got {type(params).__name__}")
     X_q, X_kv = _float_array("X_q", X_q), _float_array("X_kv", X_kv)
     v.check_inputs_match_params("X_q", X_q.shape, params.d_model)
     v.check_inputs_match_params("X_kv", X_kv.shape, params.d_model)
     batch = v.broadcast_shapes("X_q", X_q.shape[:-2], "X_kv", X_kv.shape[:-2])
-    return X_q, X_kv, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2]))
+    return (X_q, X_kv, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2])),
+            _head_gates(head_gates, params.n_heads, batch, np.result_type(X_q, X_kv)))
 
 
 def project(X, W, b=None):
@@ -233,14 +260,15 @@ def project(X, W, b=None):
     return np.moveaxis(P, -2, -3)  # (..., n_heads, n, d_k)
 
 
-def _mha_forward(X_q, X_kv, p: MHAParams, mask):
+def _mha_forward(X_q, X_kv, p: MHAParams, mask, gates=None):
     """The batched forward pass; returns the output and the intermediates backward needs."""
     Q = project(X_q, p.W_Q, p.b_Q)  # (..., n_heads, n_q, d_k)
     K = project(X_kv, p.W_K, p.b_K)  # (..., n_heads, n_k, d_k)
     V = project(X_kv, p.W_V, p.b_V)  # (..., n_heads, n_k, d_v)
     head_mask = None if mask is None else mask[..., None, :, :]  # (..., 1, n_q, n_k)
     Z, A = _sdpa(Q, K, V, head_mask)  # (..., n_heads, n_q, d_v), (..., n_heads, n_q, n_k)
-    concat = np.moveaxis(Z, -3, -2)  # (..., n_q, n_heads, d_v)
+    gated = Z if gates is None else Z * gates[..., None, None]  # (..., n_heads, n_q, d_v)
+    concat = np.moveaxis(gated, -3, -2)  # (..., n_q, n_heads, d_v)
     concat = concat.reshape(*concat.shape[:-2], p.n_heads * p.d_v)  # (..., n_q, n_heads * d_v)
     out = concat.reshape(-1, concat.shape[-1]) @ p.W_O  # (batch * n_q, d_model)
     out = out.reshape(*concat.shape[:-1], p.d_model)  # (..., n_q, d_model)
@@ -249,21 +277,25 @@ def _mha_forward(X_q, X_kv, p: MHAParams, mask):
     return MHAOutput(out, A, Z), (Q, K, V, concat)
 
 
-def multi_head_attention(X_q, X_kv, params: MHAParams, mask=None) -> MHAOutput:
+def multi_head_attention(X_q, X_kv, params: MHAParams, mask=None, head_gates=None) -> MHAOutput:
     """Batched multi-head attention: all heads in one matmul per projection.
 
     X_q (..., n_q, d_model), X_kv (..., n_k, d_model) (self-attention: X_kv = X_q);
     mask broadcastable to (..., n_q, n_k), True = may attend, shared by every head.
+    head_gates: None (every gate 1), or xi (n_heads,) / broadcastable to (..., n_heads), which
+    multiplies each head's output before W^O: out = Concat(xi_1 Z_1, ..., xi_h Z_h) W^O + b^O.
+    A gate of 0 removes the head (as if its row block of W^O were zero); 1 leaves it as it is.
     Returns MHAOutput(out (..., n_q, d_model), weights (..., n_heads, n_q, n_k),
-    heads (..., n_heads, n_q, d_v)).
+    heads (..., n_heads, n_q, d_v)); `heads` are Z_i = A_i V_i before the gates.
     """
-    X_q, X_kv, mask = _check_mha_inputs(X_q, X_kv, params, mask)
-    return _mha_forward(X_q, X_kv, params, mask)[0]
+    X_q, X_kv, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
+    return _mha_forward(X_q, X_kv, params, mask, gates)[0]
 
 
-def multi_head_attention_loop(X_q, X_kv, params: MHAParams, mask=None) -> MHAOutput:
+def multi_head_attention_loop(X_q, X_kv, params: MHAParams, mask=None,
+                              head_gates=None) -> MHAOutput:
     """The same computation, one head at a time, exactly as the equations are written."""
-    X_q, X_kv, mask = _check_mha_inputs(X_q, X_kv, params, mask)
+    X_q, X_kv, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     p = params
     heads, weights = [], []
     for i in range(p.n_heads):
@@ -279,7 +311,9 @@ def multi_head_attention_loop(X_q, X_kv, params: MHAParams, mask=None) -> MHAOut
         Z_i, A_i = _sdpa(Q_i, K_i, V_i, mask)  # (..., n_q, d_v), (..., n_q, n_k)
         heads.append(Z_i)
         weights.append(A_i)
-    concat = np.concatenate(heads, axis=-1)  # (..., n_q, n_heads * d_v)
+    gated = heads if gates is None else [Z_i * gates[..., i, None, None]  # (..., n_q, d_v)
+                                         for i, Z_i in enumerate(heads)]
+    concat = np.concatenate(gated, axis=-1)  # (..., n_q, n_heads * d_v)
     out = concat @ p.W_O  # (..., n_q, d_model)
     if p.b_O is not None:
         out = out + p.b_O
@@ -342,16 +376,19 @@ class MHAGrads:
     b_K: np.ndarray | None = None
     b_V: np.ndarray | None = None
     b_O: np.ndarray | None = None
+    head_gates: np.ndarray | None = None  # dL/dxi, shaped like the gates given (None: no gates)
 
 
-def multi_head_attention_backward(d_out, X_q, X_kv, params: MHAParams, mask=None) -> MHAGrads:
+def multi_head_attention_backward(d_out, X_q, X_kv, params: MHAParams, mask=None,
+                                  head_gates=None) -> MHAGrads:
     """Backpropagate d_out = dL/d(out) through multi-head attention (recomputing the forward).
 
     For self-attention (X_kv is X_q) the gradient with respect to X is grads.X_q + grads.X_kv.
+    With head_gates xi, also dL/dxi_i = sum over queries and d_v of dL/d(xi_i Z_i) * Z_i.
     """
-    X_q, X_kv, mask = _check_mha_inputs(X_q, X_kv, params, mask)
+    X_q, X_kv, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     p = params
-    (out, A, Z), (Q, K, V, concat) = _mha_forward(X_q, X_kv, p, mask)
+    (out, A, Z), (Q, K, V, concat) = _mha_forward(X_q, X_kv, p, mask, gates)
     d_out = _float_array("d_out", d_out)
     if d_out.shape != out.shape:
         raise ValueError(f"d_out must have the shape of out {v.fmt(out.shape)}; "
@@ -361,7 +398,11 @@ def multi_head_attention_backward(d_out, X_q, X_kv, params: MHAParams, mask=None
     db_O = flat(d_out).sum(axis=0) if p.b_O is not None else None  # (d_model,)
     d_concat = d_out @ p.W_O.T  # (..., n_q, n_heads * d_v)
     dZ = d_concat.reshape(*d_concat.shape[:-1], p.n_heads, p.d_v)  # (..., n_q, n_heads, d_v)
-    dZ = np.moveaxis(dZ, -2, -3)  # (..., n_heads, n_q, d_v)
+    dZ = np.moveaxis(dZ, -2, -3)  # (..., n_heads, n_q, d_v), dL/d(xi_i Z_i)
+    d_gates = None
+    if gates is not None:
+        d_gates = _sum_to_shape((dZ * Z).sum(axis=(-2, -1)), gates.shape)  # shaped like gates
+        dZ = dZ * gates[..., None, None]  # (..., n_heads, n_q, d_v)
     dQ, dK, dV = _sdpa_backward(dZ, Q, K, V, A)  # per head, shaped like Q, K, V
 
     def through_projection(X, dP, W, has_bias):
@@ -378,4 +419,4 @@ def multi_head_attention_backward(d_out, X_q, X_kv, params: MHAParams, mask=None
     dX_k, dW_K, db_K = through_projection(X_kv, dK, p.W_K, p.b_K is not None)
     dX_v, dW_V, db_V = through_projection(X_kv, dV, p.W_V, p.b_V is not None)
     return MHAGrads(X_q=dX_q, X_kv=dX_k + dX_v, W_Q=dW_Q, W_K=dW_K, W_V=dW_V, W_O=dW_O,
-                    b_Q=db_Q, b_K=db_K, b_V=db_V, b_O=db_O)
+                    b_Q=db_Q, b_K=db_K, b_V=db_V, b_O=db_O, head_gates=d_gates)

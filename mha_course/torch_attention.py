@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mha_course import _validate as v
-from mha_course.np_attention import MHAParams
+from mha_course.np_attention import MHAParams, check_head_gates_shape
 
 __all__ = [
     "softmax",
@@ -141,14 +141,30 @@ def _param_tensors(params, like: torch.Tensor) -> dict:
     return out
 
 
-def _check_mha_inputs(X_q, X_kv, params, mask):
+def _head_gates(head_gates, n_heads: int, batch: tuple[int, ...], like: torch.Tensor):
+    """The gates as a tensor on the inputs' device and dtype (arrays, lists, 0/1 accepted);
+    a tensor that requires grad keeps its graph, so dL/dxi comes out of autograd."""
+    if head_gates is None:
+        return None
+    gates = head_gates
+    if not isinstance(gates, torch.Tensor):
+        gates = torch.as_tensor(np.asarray(gates), device=like.device)
+    if not gates.is_floating_point():
+        gates = gates.to(like.dtype)
+    gates = _float_tensor("head_gates", gates)
+    check_head_gates_shape(tuple(gates.shape), n_heads, batch)
+    return gates.to(device=like.device, dtype=like.dtype)
+
+
+def _check_mha_inputs(X_q, X_kv, params, mask, head_gates=None):
     X_q, X_kv = _float_tensor("X_q", X_q), _float_tensor("X_kv", X_kv)
     p = _param_tensors(params, X_q)
     d_model = p["W_Q"].shape[1]
     v.check_inputs_match_params("X_q", tuple(X_q.shape), d_model)
     v.check_inputs_match_params("X_kv", tuple(X_kv.shape), d_model)
     batch = v.broadcast_shapes("X_q", tuple(X_q.shape[:-2]), "X_kv", tuple(X_kv.shape[:-2]))
-    return X_q, X_kv, p, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2]))
+    return (X_q, X_kv, p, _bool_mask(mask, batch + (X_q.shape[-2], X_kv.shape[-2])),
+            _head_gates(head_gates, p["W_Q"].shape[0], batch, X_q))
 
 
 def project(X, W, b=None):
@@ -166,19 +182,22 @@ def project(X, W, b=None):
     return P.movedim(-2, -3)  # (..., n_heads, n, d_k)
 
 
-def multi_head_attention(X_q, X_kv, params, mask=None) -> MHAOutput:
+def multi_head_attention(X_q, X_kv, params, mask=None, head_gates=None) -> MHAOutput:
     """Batched multi-head attention; arguments and shapes as in np_attention.multi_head_attention.
 
     `params` is an MHAParams (of tensors or arrays) or a MultiHeadAttention module.
+    head_gates xi (n_heads,) or broadcastable to (..., n_heads): out = Concat(xi_i Z_i) W^O + b^O;
+    pass a tensor with requires_grad=True to get dL/dxi (Michel et al. 2019's head importance).
     """
-    X_q, X_kv, p, mask = _check_mha_inputs(X_q, X_kv, params, mask)
+    X_q, X_kv, p, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     n_heads, d_v = p["W_V"].shape[0], p["W_V"].shape[2]
     Q = project(X_q, p["W_Q"], p["b_Q"])  # (..., n_heads, n_q, d_k)
     K = project(X_kv, p["W_K"], p["b_K"])  # (..., n_heads, n_k, d_k)
     V = project(X_kv, p["W_V"], p["b_V"])  # (..., n_heads, n_k, d_v)
     head_mask = None if mask is None else mask[..., None, :, :]  # (..., 1, n_q, n_k)
     Z, A = _sdpa(Q, K, V, head_mask)  # (..., n_heads, n_q, d_v), (..., n_heads, n_q, n_k)
-    concat = Z.movedim(-3, -2)  # (..., n_q, n_heads, d_v)
+    gated = Z if gates is None else Z * gates[..., None, None]  # (..., n_heads, n_q, d_v)
+    concat = gated.movedim(-3, -2)  # (..., n_q, n_heads, d_v)
     concat = concat.reshape(*concat.shape[:-2], n_heads * d_v)  # (..., n_q, n_heads * d_v)
     out = concat @ p["W_O"]  # (..., n_q, d_model)
     if p["b_O"] is not None:
@@ -186,9 +205,9 @@ def multi_head_attention(X_q, X_kv, params, mask=None) -> MHAOutput:
     return MHAOutput(out, A, Z)
 
 
-def multi_head_attention_loop(X_q, X_kv, params, mask=None) -> MHAOutput:
+def multi_head_attention_loop(X_q, X_kv, params, mask=None, head_gates=None) -> MHAOutput:
     """The same computation, one head at a time, exactly as the equations are written."""
-    X_q, X_kv, p, mask = _check_mha_inputs(X_q, X_kv, params, mask)
+    X_q, X_kv, p, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     heads, weights = [], []
     for i in range(p["W_Q"].shape[0]):
         Q_i = X_q @ p["W_Q"][i]  # (..., n_q, d_k)
@@ -203,7 +222,9 @@ def multi_head_attention_loop(X_q, X_kv, params, mask=None) -> MHAOutput:
         Z_i, A_i = _sdpa(Q_i, K_i, V_i, mask)  # (..., n_q, d_v), (..., n_q, n_k)
         heads.append(Z_i)
         weights.append(A_i)
-    concat = torch.cat(heads, dim=-1)  # (..., n_q, n_heads * d_v)
+    gated = heads if gates is None else [Z_i * gates[..., i, None, None]  # (..., n_q, d_v)
+                                         for i, Z_i in enumerate(heads)]
+    concat = torch.cat(gated, dim=-1)  # (..., n_q, n_heads * d_v)
     out = concat @ p["W_O"]  # (..., n_q, d_model)
     if p["b_O"] is not None:
         out = out + p["b_O"]
@@ -245,9 +266,9 @@ class MultiHeadAttention(nn.Module):
                 if b is not None:
                     b.zero_()
 
-    def forward(self, x_q, x_kv=None, mask=None) -> MHAOutput:
-        """Self-attention when x_kv is None."""
-        return multi_head_attention(x_q, x_q if x_kv is None else x_kv, self, mask)
+    def forward(self, x_q, x_kv=None, mask=None, head_gates=None) -> MHAOutput:
+        """Self-attention when x_kv is None; head_gates as in `multi_head_attention`."""
+        return multi_head_attention(x_q, x_q if x_kv is None else x_kv, self, mask, head_gates)
 
     @classmethod
     def from_params(cls, params: MHAParams, device=None, dtype=None) -> "MultiHeadAttention":

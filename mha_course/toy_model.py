@@ -90,8 +90,9 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
                                  nn.Linear(config.d_ff, config.d_model))
 
-    def forward(self, x, mask):
-        a = self.attn(self.ln_attn(x), mask=mask)  # out (batch, n, d_model)
+    def forward(self, x, mask, head_gates=None):
+        """head_gates: None, or xi (n_heads,) / (batch, n_heads) scaling each Z_i before W^O."""
+        a = self.attn(self.ln_attn(x), mask=mask, head_gates=head_gates)  # out (batch, n, d_model)
         x = x + a.out
         x = x + self.ffn(self.ln_ffn(x))
         return x, a.weights, a.heads
@@ -113,16 +114,26 @@ class ToyTransformer(nn.Module):
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> ToyOutput:
-        """ids (batch, n); lengths (batch,) masks the padding keys (None: no padding)."""
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                head_gates=None) -> ToyOutput:
+        """ids (batch, n); lengths (batch,) masks the padding keys (None: no padding);
+        head_gates: None (all 1), or xi (n_layers, n_heads) / (n_layers, batch, n_heads), one
+        multiplicative gate per head on Z_i before W^O (0 removes the head; a tensor that
+        requires grad gives dL/dxi)."""
         batch, n = ids.shape
         if n > self.config.max_len:
             raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
+        gate_shape = None if head_gates is None else tuple(np.shape(head_gates))
+        if gate_shape is not None and (len(gate_shape) < 2 or gate_shape[0] != self.config.n_layers):
+            raise ValueError(f"head_gates must be (n_layers, n_heads) = ({self.config.n_layers}, "
+                             f"{self.config.n_heads}) or (n_layers, batch, n_heads); got shape "
+                             f"{gate_shape}")
         x = self.tok_emb(ids) + self.pos_emb(torch.arange(n, device=ids.device))  # (batch, n, d_model)
         mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)  # (batch, 1, n)
         weights, heads = [], []
-        for block in self.blocks:
-            x, A, Z = block(x, mask)  # A (batch, n_heads, n, n), Z (batch, n_heads, n, d_v)
+        for layer, block in enumerate(self.blocks):
+            gates = None if head_gates is None else head_gates[layer]  # (n_heads,) or (batch, n_heads)
+            x, A, Z = block(x, mask, gates)  # A (batch, n_heads, n, n), Z (batch, n_heads, n, d_v)
             weights.append(A)
             heads.append(Z)
         final = self.ln_out(x)  # (batch, n, d_model)

@@ -109,12 +109,14 @@ class MiniLM:
         """Word pieces and words of `text` (checked: a non-blank str of at most 512 pieces)."""
         return encode(self.tokenizer, text, self.config.max_positions, where)
 
-    def forward(self, input_ids, token_type_ids=None, mask=None) -> np_bert.EncoderOutput:
-        """The encoder on ids (..., n) (NumPy ints); mask as in np_bert.encode. NumPy results."""
+    def forward(self, input_ids, token_type_ids=None, mask=None,
+                head_gates=None) -> np_bert.EncoderOutput:
+        """The encoder on ids (..., n) (NumPy ints); mask and head_gates (n_layers, n_heads), a
+        multiplicative gate on each head's Z_i, as in np_bert.encode. NumPy results."""
         input_ids, token_type_ids = self._check_ids(input_ids, token_type_ids)
         eps = self.config.layer_norm_eps
         if self.backend == "numpy":
-            return np_bert.encode(self.params, input_ids, token_type_ids, eps, mask)
+            return np_bert.encode(self.params, input_ids, token_type_ids, eps, mask, head_gates)
         import torch
 
         from mha_course.pretrained import torch_bert
@@ -122,7 +124,7 @@ class MiniLM:
         device = self.params.word_embeddings.device
         as_tensor = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731
         out = torch_bert.encode(self.params, as_tensor(input_ids), as_tensor(token_type_ids), eps,
-                                as_tensor(mask))
+                                as_tensor(mask), as_tensor(head_gates))
         return np_bert.EncoderOutput(*(t.cpu().numpy() for t in out))
 
     def _check_ids(self, input_ids, token_type_ids):
@@ -151,6 +153,13 @@ class MiniLM:
         enc = self.encode(text)
         out = self.forward(enc.input_ids, enc.token_type_ids)
         return _result(enc, out.hidden_states, out.attentions, out.heads)
+
+    def attend(self, text: str) -> tuple[list[str], np.ndarray]:
+        """(tokens, attentions (n_layers, n_heads, n, n)) of `text`: the interface of the head
+        explorer (`viz.explorer.explore(model.attend, sentences)`). A text the model refuses
+        (blank, longer than 512 pieces) raises ValueError, which the explorer shows as a message."""
+        result = self.run(text)
+        return result.tokens, result.attentions
 
     def run_many(self, texts) -> list[EncoderResult]:
         """Several texts in one padded batch; the same results as `run` on each (to rounding).

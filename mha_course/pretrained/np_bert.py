@@ -30,6 +30,14 @@ class EncoderOutput(NamedTuple):
     heads: np.ndarray  # (n_layers, ..., n_heads, n, d_v): the per-head outputs Z_i
 
 
+def _check_layer_gates(head_gates, n_layers: int) -> None:
+    """Gates for a whole encoder come layer first: (n_layers, n_heads) or (n_layers, ..., n_heads)."""
+    shape = None if head_gates is None else tuple(np.shape(head_gates))
+    if shape is not None and (len(shape) < 2 or shape[0] != n_layers):
+        raise ValueError(f"head_gates must be (n_layers, n_heads) with n_layers = {n_layers}, "
+                         f"or (n_layers, ..., n_heads); got shape {shape}")
+
+
 def layer_norm(x, gamma, beta, eps: float) -> np.ndarray:
     """LN(x) = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis (biased variance)."""
     centred = x - x.mean(axis=-1, keepdims=True)  # (..., d_model)
@@ -50,22 +58,27 @@ def embed(p: BertParams, input_ids, token_type_ids, eps: float) -> np.ndarray:
     return layer_norm(x, p.ln_emb_gamma, p.ln_emb_beta, eps)
 
 
-def encoder_layer(x, p: LayerParams, mask, eps: float):
-    """One post-LN layer: x (..., n, d_model) -> (x', MHAOutput of its attention)."""
-    att = multi_head_attention(x, x, p.attention, mask)  # out (..., n, d_model)
+def encoder_layer(x, p: LayerParams, mask, eps: float, head_gates=None):
+    """One post-LN layer: x (..., n, d_model) -> (x', MHAOutput of its attention);
+    head_gates (n_heads,) or (..., n_heads) scale each head's Z_i before W^O (None: all 1)."""
+    att = multi_head_attention(x, x, p.attention, mask, head_gates)  # out (..., n, d_model)
     x = layer_norm(x + att.out, p.ln_attn_gamma, p.ln_attn_beta, eps)
     hidden = gelu(x @ p.W_in + p.b_in)  # (..., n, d_ff)
     x = layer_norm(x + hidden @ p.W_out + p.b_out, p.ln_ffn_gamma, p.ln_ffn_beta, eps)
     return x, att
 
 
-def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None) -> EncoderOutput:
+def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None,
+           head_gates=None) -> EncoderOutput:
     """The whole encoder on input_ids, token_type_ids (..., n); mask None or boolean,
-    broadcastable to (..., n, n), True = may attend (a padding mask for a batch)."""
+    broadcastable to (..., n, n), True = may attend (a padding mask for a batch);
+    head_gates None or (n_layers, n_heads) / (n_layers, ..., n_heads): layer l's gates go to
+    its attention (see np_attention.multi_head_attention)."""
+    _check_layer_gates(head_gates, len(p.layers))
     x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)
     hidden, weights, heads = [x], [], []
-    for layer in p.layers:
-        x, att = encoder_layer(x, layer, mask, eps)
+    for l, layer in enumerate(p.layers):
+        x, att = encoder_layer(x, layer, mask, eps, None if head_gates is None else head_gates[l])
         hidden.append(x)
         weights.append(att.weights)
         heads.append(att.heads)

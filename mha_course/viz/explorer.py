@@ -24,13 +24,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mha_course.viz.head_view import head_view
-from mha_course.viz.heatmap import attention_heatmap, head_mosaic
+from mha_course.viz.heatmap import attention_heatmap, head_mosaic, head_mosaic_cells
 from mha_course.viz.widgets import _Panel
 
 __all__ = ["Explorer", "explore", "VIEWS"]
 
 AttendFn = Callable[[str], tuple[Sequence[str], np.ndarray]]
 VIEWS = ("heatmap", "head view", "grid")
+_DPI = 80  # screen resolution of the rendered PNG
 
 
 @dataclass(eq=False)
@@ -51,6 +52,7 @@ class Explorer(_Panel):
     _cache: dict = field(default_factory=dict)
     _quiet: bool = False
     _heatmap: tuple | None = None  # (tokens, figure) kept between redraws: only its image changes
+    _mosaic: tuple | None = None  # (weights, rgba pixels, frame boxes) of the grid, drawn once
 
     def title(self, layer: int, head: int) -> str:
         label = "" if self.head_labels is None else f" {self.head_labels[layer][head]}"
@@ -101,16 +103,55 @@ class Explorer(_Panel):
         if self.view.value == "head view":
             return head_view(A[layer], self.tokens, heads=[head], labels=[self.title(layer, head)],
                              threshold=self.threshold.value)
-        titles = [self.title(l, h) for l in range(A.shape[0]) for h in range(A.shape[1])]
-        return head_mosaic(A, titles=titles, selected=(layer, head))
+        return head_mosaic(A, titles=self._titles(), selected=(layer, head))
+
+    def _titles(self) -> list[str]:
+        n_layers, n_heads = self.weights.shape[:2]
+        return [self.title(l, h) for l in range(n_layers) for h in range(n_heads)]
+
+    def _grid_png(self) -> bytes:
+        """The grid with the selected head framed. The mosaic (72 titles for MiniLM) is rendered
+        once per sentence; a slider move only paints the frame onto a copy of its pixels, which
+        is several times faster than drawing the figure again."""
+        if self._mosaic is None or self._mosaic[0] is not self.weights:
+            fig = head_mosaic(self.weights, titles=self._titles())
+            fig.set_dpi(_DPI)
+            fig.canvas.draw()
+            rgba = np.asarray(fig.canvas.buffer_rgba()).copy()  # (height, width, 4)
+            ax, height = fig.axes[0], rgba.shape[0]
+            boxes = {}
+            for (layer, head), (c, r, n_k, n_q) in head_mosaic_cells(self.weights).items():
+                (x0, y0), (x1, y1) = ax.transData.transform([(c - 0.5, r - 0.5),
+                                                             (c + n_k - 0.5, r + n_q - 0.5)])
+                boxes[layer, head] = (int(round(min(x0, x1))), int(round(height - max(y0, y1))),
+                                      int(round(max(x0, x1))), int(round(height - min(y0, y1))))
+            plt.close(fig)
+            self._mosaic = (self.weights, rgba, boxes)
+        _, rgba, boxes = self._mosaic
+        x0, y0, x1, y1 = boxes[self.layer.value, self.head.value]
+        pixels = rgba.copy()  # (height, width, 4)
+        t = 2  # frame thickness in pixels, drawn just outside the tile
+        frame = np.array([220, 20, 60, 255], dtype=pixels.dtype)  # crimson
+        top, bottom = max(y0 - t, 0), min(y1 + t, pixels.shape[0])
+        left, right = max(x0 - t, 0), min(x1 + t, pixels.shape[1])
+        pixels[top:y0, left:right] = frame
+        pixels[y1:bottom, left:right] = frame
+        pixels[top:bottom, left:x0] = frame
+        pixels[top:bottom, x1:right] = frame
+        png = io.BytesIO()
+        plt.imsave(png, pixels, format="png")
+        return png.getvalue()
 
     def redraw(self) -> None:
         if self.weights is None or self._quiet:
             return
         self.threshold.disabled = self.view.value != "head view"
+        if self.view.value == "grid":
+            self.image.value = self._grid_png()
+            return
         fig = self.figure()
         png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=80)
+        fig.savefig(png, format="png", dpi=_DPI)
         if self._heatmap is None or fig is not self._heatmap[1]:
             plt.close(fig)
         self.image.value = png.getvalue()

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["attention_heatmap", "head_grid", "head_mosaic", "DEFAULT_CMAP"]
+__all__ = ["attention_heatmap", "head_grid", "head_mosaic", "head_mosaic_cells", "DEFAULT_CMAP"]
 
 DEFAULT_CMAP = "Blues"  # white = no weight, so masked (zero) entries read as empty
 
@@ -161,24 +161,33 @@ def head_mosaic(weights, *, titles: Sequence[str] | None = None, selected: tuple
     if titles is not None and len(titles) != n_layers * n_heads:
         raise ValueError(f"titles has {len(titles)} entries but the grid has "
                          f"{n_layers} layers x {n_heads} heads = {n_layers * n_heads} panels")
+    cells = head_mosaic_cells(A)
     gap_q, gap_k = max(1, n_q // 4), max(1, n_k // 6)  # room for the titles between rows
     tiles = np.full((n_layers * (n_q + gap_q), n_heads * (n_k + gap_k)), np.nan)
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            r, c = layer * (n_q + gap_q) + gap_q, head * (n_k + gap_k)
-            tiles[r:r + n_q, c:c + n_k] = A[layer, head]
+    for (layer, head), (c, r, _, _) in cells.items():
+        tiles[r:r + n_q, c:c + n_k] = A[layer, head]
     fig, ax = plt.subplots(figsize=(n_heads * cell_size * 1.15 + 0.8, n_layers * cell_size * 1.25 + 0.3))
     fig.subplots_adjust(left=0.02, right=0.98, top=0.98, bottom=0.02)
     colours = plt.get_cmap(cmap).with_extremes(bad="white")  # the gaps
     ax.imshow(np.ma.masked_invalid(tiles), cmap=colours, vmin=0.0,
               vmax=float(A.max()) if vmax is None else vmax, interpolation="nearest")
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            r, c = layer * (n_q + gap_q) + gap_q, head * (n_k + gap_k)
-            title = titles[layer * n_heads + head] if titles is not None else f"L{layer}H{head}"
-            ax.text(c, r - 0.8, title, fontsize=7, va="bottom", ha="left")
-            if selected == (layer, head):
-                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), n_k, n_q, fill=False,
-                                           edgecolor="crimson", linewidth=2.5))
+    for (layer, head), (c, r, _, _) in cells.items():
+        title = titles[layer * n_heads + head] if titles is not None else f"L{layer}H{head}"
+        ax.text(c, r - 0.8, title, fontsize=7, va="bottom", ha="left")
+        if selected == (layer, head):
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), n_k, n_q, fill=False,
+                                       edgecolor="crimson", linewidth=2.5))
     ax.set_axis_off()
     return fig
+
+
+def head_mosaic_cells(weights) -> dict[tuple[int, int], tuple[int, int, int, int]]:
+    """Where `head_mosaic` puts each head: {(layer, head): (column, row, n_k, n_q)} in the
+    mosaic image's data coordinates (the tile's top-left pixel and its size)."""
+    A = np.asarray(weights)
+    if A.ndim == 3:
+        A = A[None]  # (1, n_heads, n_q, n_k)
+    n_layers, n_heads, n_q, n_k = A.shape
+    gap_q, gap_k = max(1, n_q // 4), max(1, n_k // 6)
+    return {(layer, head): (head * (n_k + gap_k), layer * (n_q + gap_q) + gap_q, n_k, n_q)
+            for layer in range(n_layers) for head in range(n_heads)}
