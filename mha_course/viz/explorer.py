@@ -88,10 +88,11 @@ class Explorer(_Panel):
         layer, head, A = self.layer.value, self.head.value, self.weights
         if self.view.value == "heatmap":
             if self._heatmap is None or self._heatmap[0] != self.tokens:
-                if self._heatmap is not None:
-                    plt.close(self._heatmap[1])
                 n = len(self.tokens)
-                fig, ax = plt.subplots(figsize=(0.32 * n + 2.2, 0.32 * n + 1.6))
+                # a Figure outside pyplot: the inline backend would otherwise show the kept
+                # figure once more, frozen, under the panel at the end of the cell
+                fig = Figure(figsize=(0.32 * n + 2.2, 0.32 * n + 1.6))
+                ax = fig.add_subplot()
                 fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.92)
                 attention_heatmap(A[layer, head], self.tokens, ax=ax, vmax=1.0, colorbar=True)
                 self._heatmap = (self.tokens, fig)
@@ -186,7 +187,7 @@ def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, lay
                                       description="threshold", **slider),
         view=widgets.ToggleButtons(options=VIEWS, value=view),
         message=widgets.HTML(),
-        image=widgets.Image(format="png"),
+        image=widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start")),  # natural size
         attend=attend,
         head_labels=None if head_labels is None else np.asarray(head_labels, dtype=object),
     )

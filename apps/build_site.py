@@ -1,0 +1,258 @@
+"""Build the course as a static site for reading: `make site` (`python apps/build_site.py [DIR]`).
+
+One HTML page per notebook, made by nbconvert from the notebook as committed (its stored outputs:
+nothing is executed), and an index page in the order of the README's learning path, the one
+place that order is written. Pages link to the previous and next notebook.
+
+Interactive panels cannot move without a kernel, so each widget output is replaced by a static
+snapshot of the figures it showed when the notebook was saved (the PNGs in its stored widget
+state) and a line saying how to get the live panel. Links between notebooks (`NN_name.ipynb`)
+are pointed at their pages. The result needs no server: open `site/index.html`.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown import markdown2html
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+README = ROOT / "README.md"
+HEAD_IMAGE = ROOT / "docs" / "images" / "head_grid.png"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+LIVE_NOTE = ("<p class='site-widget-note'><em>A static snapshot of an interactive panel. To move "
+             "its sliders, run the notebook in JupyterLab (<code>make lab</code>), or try the head "
+             "explorer app (<code>make explore</code>).</em></p>")
+
+STYLE = """
+<style>
+  .site-nav { font-family: system-ui, sans-serif; padding: 0.6em 1em; background: #f3f5f7;
+              border-bottom: 1px solid #d0d7de; display: flex; gap: 1.5em; }
+  .site-nav a { color: #0b5cad; text-decoration: none; }
+  .site-widget-note { color: #555; font-size: 0.9em; }
+</style>
+"""
+
+
+@dataclass
+class Entry:
+    number: str  # "01"
+    title: str  # from the notebook's first heading, or the README
+    teaches: str  # the README's "What it teaches" (markdown)
+    minutes: str
+    notebook: Path | None  # None: announced in the README, not there yet
+
+    @property
+    def page(self) -> str | None:
+        return None if self.notebook is None else self.notebook.with_suffix(".html").name
+
+
+# --------------------------------------------------------------------------- the learning path
+def learning_path(readme: Path = README, notebooks: Path = NOTEBOOKS) -> list[Entry]:
+    """The README's learning-path table, in its order; notebooks it does not list yet come last."""
+    text = readme.read_text(encoding="utf-8")
+    section = re.search(r"^## Learning path\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if not section:
+        raise SystemExit(f"{readme} has no '## Learning path' section: it gives the site's order")
+    rows = [line.strip() for line in section.group(1).splitlines() if line.strip().startswith("|")]
+    entries, seen = [], set()
+    for row in rows[2:]:  # header and separator first
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        first, teaches = cells[0], cells[1] if len(cells) > 1 else ""
+        minutes = cells[3] if len(cells) > 3 else ""
+        link = re.search(r"\((notebooks/[^)]+\.ipynb)\)", first)
+        if link and (ROOT / link.group(1)).is_file():
+            path = ROOT / link.group(1)
+            seen.add(path.name)
+            entries.append(Entry(path.name[:2], notebook_title(path), teaches, minutes, path))
+        else:
+            label = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", first)
+            number = (re.match(r"\d\d", label) or [""])[0]
+            entries.append(Entry(number, label, teaches, minutes, None))
+    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+        if path.name not in seen:
+            print(f"build_site: {path.name} is not in the README's learning path yet; "
+                  "listed last", file=sys.stderr)
+            entries.append(Entry(path.name[:2], notebook_title(path), "", "", path))
+    return entries
+
+
+def notebook_title(path: Path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            match = re.search(r"^#\s+(.+)$", "".join(cell["source"]), re.M)
+            if match:
+                return match.group(1).strip()
+    return path.stem.replace("_", " ")
+
+
+# --------------------------------------------------------------------------- widgets -> snapshots
+def _model_images(state: dict, model_id: str, seen: set) -> list[dict]:
+    """display_data outputs for the figures under one widget model: the PNG outputs of Output
+    widgets and the values of PNG Image widgets, in the order the panel shows them."""
+    if model_id in seen or model_id not in state:
+        return []
+    seen.add(model_id)
+    model = state[model_id]
+    inner = model.get("state", {})
+    out = []
+    if model.get("model_name") == "ImageModel" and inner.get("format", "png") == "png":
+        for buf in model.get("buffers", []):
+            if buf.get("path") == ["value"] and buf.get("encoding") == "base64":
+                out.append(nbformat.v4.new_output("display_data", {"image/png": buf["data"]}))
+    for o in inner.get("outputs", []) or []:
+        if "image/png" in o.get("data", {}):
+            png = o["data"]["image/png"]
+            out.append(nbformat.v4.new_output("display_data", {"image/png": png}))
+    for child in inner.get("children", []) or []:
+        if isinstance(child, str) and child.startswith("IPY_MODEL_"):
+            out.extend(_model_images(state, child.removeprefix("IPY_MODEL_"), seen))
+    return out
+
+
+def static_snapshots(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of `nb` whose widget views are replaced by their stored figures and a note, and
+    whose widget state is dropped (a page cannot run the panels' callbacks)."""
+    nb = copy.deepcopy(nb)
+    state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                outputs.append(out)
+                continue
+            images = _model_images(state, view.get("model_id", ""), set())
+            if images:  # a panel with figures; a progress bar or the like leaves nothing
+                outputs.extend(images)
+                outputs.append(nbformat.v4.new_output("display_data", {"text/html": LIVE_NOTE}))
+        cell.outputs = outputs
+    return nb
+
+
+# --------------------------------------------------------------------------- pages
+def _nav(entries: list[Entry], i: int | None) -> str:
+    links = ["<a href='index.html'>Course index</a>"]
+    pages = [e for e in entries if e.page]
+    if i is not None:
+        k = pages.index(entries[i])
+        if k > 0:
+            prev = pages[k - 1]
+            links.append(f"<a href='{prev.page}'>&larr; {html.escape(prev.title)}</a>")
+        if k + 1 < len(pages):
+            nxt = pages[k + 1]
+            links.append(f"<a href='{nxt.page}'>{html.escape(nxt.title)} &rarr;</a>")
+    return f"<nav class='site-nav'>{' '.join(links)}</nav>"
+
+
+def _link_pages(body: str, names: set[str]) -> str:
+    """href="(…/)NN_name.ipynb(#x)" -> href="NN_name.html(#x)" for the course's notebooks."""
+    def repl(m):
+        name = m.group(2)
+        return f'href="{name[:-6]}.html{m.group(3) or ""}"' if name in names else m.group(0)
+    return re.sub(r'href="((?:\.\./)?(?:notebooks/)?)?([0-9][0-9]_[\w-]+\.ipynb)(#[^"]*)?"',
+                  repl, body)
+
+
+def render_notebook(path: Path, entries: list[Entry], i: int) -> str:
+    nb = static_snapshots(nbformat.read(path, as_version=4))
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": entries[i].title}})
+    body = _link_pages(body, {e.notebook.name for e in entries if e.notebook})
+    nav = _nav(entries, i)
+    body = body.replace("</head>", STYLE + "</head>", 1)
+    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
+    return body.replace("</body>", nav + "</body>", 1)
+
+
+def _intro(readme: Path) -> str:
+    """The README's first paragraphs, between its title and its first section."""
+    text = readme.read_text(encoding="utf-8")
+    head = re.split(r"^## ", text, maxsplit=1, flags=re.M)[0]
+    head = re.sub(r"^# .*$", "", head, count=1, flags=re.M)
+    head = re.sub(r"!\[[^]]*\]\([^)]*\)", "", head)  # the picture is placed by the index itself
+    return markdown2html(head.strip())
+
+
+def render_index(entries: list[Entry], has_image: bool) -> str:
+    rows = []
+    for e in entries:
+        title = (f"<a href='{e.page}'>{html.escape(e.title)}</a>" if e.page
+                 else f"{html.escape(e.title)}")
+        teaches = markdown2html(e.teaches).strip().removeprefix("<p>").removesuffix("</p>")
+        rows.append(f"<tr{'' if e.page else ' class=coming'}><td>{e.number}</td><td>{title}</td>"
+                    f"<td>{teaches}</td><td>{html.escape(e.minutes)}</td></tr>")
+    image = ("<img src='images/head_grid.png' alt='Every head of the trained toy model on the "
+             "running example: one attention heatmap per head.'>" if has_image else "")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mha-course: multi-head attention and head specialization</title>
+<style>
+  body {{ font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em;
+         color: #1f2328; line-height: 1.5; }}
+  img {{ max-width: 100%; }}
+  table {{ border-collapse: collapse; width: 100%; }}
+  td, th {{ border-bottom: 1px solid #d0d7de; padding: 0.5em; text-align: left;
+            vertical-align: top; }}
+  tr.coming {{ color: #777; }}
+  a {{ color: #0b5cad; }}
+</style></head>
+<body>
+<h1>mha-course: multi-head attention and head specialization</h1>
+{_intro(README)}
+{image}
+<h2>Learning path</h2>
+<p>Work the notebooks in order; each builds on the one before. These pages show them as
+committed, with their outputs; to run them, see the README (<code>make lab</code>).</p>
+<table><thead><tr><th></th><th>Notebook</th><th>What it teaches</th><th>Minutes</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+</body></html>
+"""
+
+
+def build(out: Path) -> list[Path]:
+    """Write the site into `out` (emptied first); return the pages written, index first."""
+    entries = learning_path()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    has_image = HEAD_IMAGE.is_file()
+    if has_image:
+        (out / "images").mkdir()
+        shutil.copy2(HEAD_IMAGE, out / "images" / HEAD_IMAGE.name)
+    written = [out / "index.html"]
+    written[0].write_text(render_index(entries, has_image), encoding="utf-8")
+    for i, e in enumerate(entries):
+        if e.notebook is not None:
+            page = out / e.page
+            page.write_text(render_notebook(e.notebook, entries, i), encoding="utf-8")
+            written.append(page)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else ROOT / "site"
+    pages = build(out)
+    print(f"wrote {len(pages)} pages to {out}/: " + ", ".join(p.name for p in pages))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""The browser tier: the course driven in JupyterLab and Voilà by Chromium (see harness.py)."""

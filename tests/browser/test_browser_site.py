@@ -1,0 +1,151 @@
+"""The static site (`make site`): every notebook as a page with its figures, an index in the
+README's learning-path order, links that resolve, and pages that Chromium draws (not blank)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser import harness
+
+ROOT = harness.ROOT
+BUILDER = ROOT / "apps" / "build_site.py"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """The links (href, src) and anchors (id, name) of one HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, str]] = []  # (tag, url)
+        self.anchors: set[str] = set()
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.anchors.add(a[key])
+        for key in ("href", "src"):
+            if a.get(key) is not None:
+                self.links.append((tag, a[key]))
+        if tag == "img" and a.get("src"):
+            self.images.append(a["src"])
+
+
+def _parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def _readme_order() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Learning path\s*$(.*?)(?=^## |\Z)", text, re.M | re.S).group(1)
+    return [Path(link).name for link in re.findall(r"\((notebooks/[^)]+\.ipynb)\)", section)
+            if (ROOT / link).is_file()]
+
+
+def _stored_figures(nb_path: Path) -> int:
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    return sum(1 for c in nb["cells"] if c["cell_type"] == "code"
+               for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    proc = subprocess.run([sys.executable, str(BUILDER), str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, f"{BUILDER.name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def test_make_site_runs_the_builder_into_site():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^site:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "the Makefile has no `site` target"
+    assert "apps/build_site.py site" in recipe.group(1), recipe.group(1)
+    assert re.search(r"(?m)^/?site/$", (ROOT / ".gitignore").read_text()), "site/ is not gitignored"
+
+
+def test_every_notebook_has_a_page_with_its_figures(site):
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks
+    for nb in notebooks:
+        page = site / nb.with_suffix(".html").name
+        assert page.is_file(), f"no page for {nb.name} in {sorted(p.name for p in site.iterdir())}"
+        parsed = _parse(page)
+        data = [src for src in parsed.images if src.startswith("data:image/png;base64,")]
+        expected = _stored_figures(nb)
+        assert len(data) >= expected, (
+            f"{page.name}: {len(data)} embedded PNG figures, but the notebook stores {expected}")
+        for src in data:
+            raw = base64.b64decode(src.split(",", 1)[1])
+            assert raw.startswith(PNG_MAGIC) and len(raw) > 1000, f"{page.name}: a broken figure"
+        text = page.read_text(encoding="utf-8")
+        assert "application/vnd.jupyter.widget-view+json" not in text, (
+            f"{page.name}: a widget view is left in the page (it cannot run without a kernel)")
+
+
+def test_index_follows_the_learning_path(site):
+    index = _parse(site / "index.html")
+    pages = [url for tag, url in index.links if tag == "a" and url.endswith(".html")]
+    order = [name.replace(".ipynb", ".html") for name in _readme_order()]
+    assert order, "the README's learning path links no notebook"
+    assert pages[:len(order)] == order, (
+        f"the index lists {pages}, the README's learning path {order}")
+    present = {p.with_suffix(".html").name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert set(pages) == present, f"index links {sorted(pages)}, notebooks {sorted(present)}"
+
+
+def test_links_resolve(site):
+    problems = []
+    pages = sorted(site.glob("*.html"))
+    anchors = {p.name: _parse(p).anchors for p in pages}
+    for page in pages:
+        for tag, url in _parse(page).links:
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https", "data", "mailto"):
+                continue  # remote (CDN scripts, MathJax) or inline: nothing to resolve here
+            target = page if not parts.path else (page.parent / unquote(parts.path))
+            if not target.exists():
+                problems.append(f"{page.name}: <{tag}> {url} -> no such file")
+            elif parts.fragment and target.suffix == ".html" and not (
+                    {parts.fragment, unquote(parts.fragment)} & anchors.get(target.name, set())):
+                # (nbconvert writes heading ids percent-encoded; a browser tries both forms)
+                problems.append(f"{page.name}: <{tag}> {url} -> no such anchor")
+    assert not problems, "\n".join(problems)
+
+
+def _not_blank(png: bytes, what: str) -> None:
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+    inked = float((grey < 200).mean())
+    assert grey.std() > 10 and inked > 0.01, (
+        f"{what} looks blank: grey-level std {grey.std():.1f}, {inked:.1%} of pixels inked")
+
+
+@pytest.mark.slow
+def test_index_and_a_page_are_drawn_in_chromium(site, page):
+    page.goto((site / "index.html").as_uri(), wait_until="load")
+    _not_blank(page.screenshot(full_page=True), "the index page")
+    page.get_by_role("link", name=re.compile("Scaled dot-product", re.I)).first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("01_scaled_dot_product_attention.html"), page.url
+    _not_blank(page.screenshot(), "notebook 01's page")
+    figures = harness.images(page, "body")
+    assert len(figures) >= _stored_figures(ROOT / "notebooks/01_scaled_dot_product_attention.ipynb")
+    blank = [f for f in figures if f.get("error") or f.get("std", 0) < 1.0]
+    assert not blank, f"figures that Chromium cannot draw, or draws blank: {blank}"
