@@ -81,6 +81,67 @@ def test_head_projections_match_the_equations():
         np.testing.assert_allclose(K[i], ex.X @ params.W_K[i])
 
 
+# ---------------------------------------------------------------------------- the pruning panel
+def fake_curves():
+    """Curves of a 2 x 2-head model measured after 0, 2 and 4 heads, with known orders."""
+    from mha_course.analysis.pruning import PruningCurves
+
+    return PruningCurves(
+        n_removed=np.array([0, 2, 4]), n_total=4, metric="accuracy", ablation="zero",
+        curves={"importance": np.array([[1.0, 0.9, 0.2]]), "reverse": np.array([[1.0, 0.3, 0.2]]),
+                "random": np.array([[1.0, 0.6, 0.2], [1.0, 0.5, 0.2]])},
+        orders={"importance": np.array([[0, 3, 1, 2]]), "reverse": np.array([[2, 1, 3, 0]]),
+                "random": np.array([[1, 2, 0, 3], [3, 0, 2, 1]])})
+
+
+def test_pruned_heads_are_the_first_heads_of_the_chosen_order():
+    curves = fake_curves()
+    np.testing.assert_array_equal(w.pruned_heads(curves, 2, (2, 2)), [[True, False], [False, True]])
+    np.testing.assert_array_equal(w.pruned_heads(curves, 2, (2, 2), "reverse"),
+                                  [[False, True], [True, False]])
+    np.testing.assert_array_equal(w.pruned_heads(curves, 2, (2, 2), "random", run=1),
+                                  [[True, False], [False, True]])
+    assert not w.pruned_heads(curves, 0, (2, 2)).any() and w.pruned_heads(curves, 4, (2, 2)).all()
+    with pytest.raises(ValueError, match="order must be one of"):
+        w.pruned_heads(curves, 2, (2, 2), "alphabetical")
+
+
+def test_plot_pruned_heads_greys_out_the_removed_heads_and_circles_the_measured_point():
+    curves, table = fake_curves(), np.array([[0.1, 0.4], [0.3, 0.2]])
+    fig = w.plot_pruned_heads(curves, table, 2, "random", run=0)
+    ax_table, ax_curve = fig.axes[:2]  # fig.axes[2] is the table's colour bar
+    shown = ax_table.images[0].get_array()
+    np.testing.assert_array_equal(shown.mask, [[False, True], [True, False]])  # heads 1 and 2
+    np.testing.assert_array_equal(shown.data, table)
+    assert sorted(t.get_text() for t in ax_table.texts) == ["0.10", "0.20"]  # none on removed heads
+    marker = ax_curve.get_lines()[-1]  # the circle drawn last
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (0.5, 0.6)
+    assert "0.600" in ax_curve.get_title() and "2 of 4 heads removed" in ax_table.get_title()
+    with pytest.raises(ValueError, match=r"measured steps \[0, 2, 4\]"):
+        w.plot_pruned_heads(curves, table, 1)
+    with pytest.raises(ValueError, match="4 heads in all"):
+        w.plot_pruned_heads(curves, np.ones((3, 2)), 2)
+
+
+def test_pruning_explorer_redraws_on_every_move_and_is_reproducible():
+    curves, table = fake_curves(), np.array([[0.1, 0.4], [0.3, 0.2]])
+    panel = w.pruning_explorer(curves, table, n_removed=2)
+    assert panel.n_removed.options == (0, 2, 4) and panel.n_removed.value == 2
+    assert [value for _, value in panel.order.options] == ["importance", "reverse", "random"]
+    first = panel.image.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    seen = {first}
+    for attribute, value in (("n_removed", 4), ("n_removed", 0), ("order", "reverse"),
+                             ("n_removed", 2), ("order", "random")):
+        setattr(getattr(panel, attribute), "value", value)
+        assert panel.image.value not in seen, f"moving {attribute} to {value} redrew nothing"
+        seen.add(panel.image.value)
+    panel.order.value = "importance"
+    assert panel.image.value == first  # back to the start: the same picture
+    with pytest.raises(ValueError, match="measured steps"):
+        w.pruning_explorer(curves, table, n_removed=3)
+
+
 # ---------------------------------------------------------------------------- kernel level
 def run_cell(client: NotebookClient, source: str):
     """Append a code cell to the running notebook, execute it, return its outputs."""

@@ -3,11 +3,16 @@
 - `heatmap`: `attention_heatmap` (one head) and `head_grid` (every head of every layer);
 - `head_view`: `head_view`, attention as lines between the words, one style per head;
 - `projection`: `projected_tokens`, one head's queries and keys on a 2-D plane;
-- `widgets`: the ipywidgets panels the notebooks use (`scaling_explorer`, `head_explorer`).
+- `widgets`: the ipywidgets panels the notebooks use (`scaling_explorer`, `head_explorer`,
+  `pruning_explorer`);
+- `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
+  heads, pruning curves), used as a module: `tables.layer_head_table(...)`.
 """
 
 from mha_course.viz.heatmap import attention_heatmap, head_grid
 from mha_course.viz.head_view import ROLE_STYLES, head_view
 from mha_course.viz.projection import projected_tokens
+from mha_course.viz import tables  # a module of views, used as tables.X
 
-__all__ = ["ROLE_STYLES", "attention_heatmap", "head_grid", "head_view", "projected_tokens"]
+__all__ = ["ROLE_STYLES", "attention_heatmap", "head_grid", "head_view", "projected_tokens",
+           "tables"]

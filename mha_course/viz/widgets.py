@@ -6,12 +6,17 @@ drive the sliders directly (`panel.d_k.value = 256`). Every redraw builds a fres
 it inside the Output (`interactive_output` clears it first), so the panel works with
 `%matplotlib inline` and nothing else. The numbers come from `mha_course.np_attention`; the panels
 only sample inputs, call the core and draw.
+
+The pruning panel of notebook 07 (`pruning_explorer`) draws into an Image widget instead (as the
+head explorer does): its curves are measured once, before the panel is built, and a slider move
+only renders one figure to PNG.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -21,6 +26,7 @@ from matplotlib.figure import Figure
 from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
 from mha_course.viz.heatmap import attention_heatmap
 from mha_course.viz.projection import projected_tokens
+from mha_course.viz.tables import layer_head_table, pruning_plot
 
 __all__ = [
     "D_K_CHOICES",
@@ -31,6 +37,11 @@ __all__ = [
     "head_explorer",
     "head_projections",
     "plot_head",
+    "PRUNING_ORDERS",
+    "pruned_heads",
+    "plot_pruned_heads",
+    "PruningExplorer",
+    "pruning_explorer",
 ]
 
 D_K_CHOICES = tuple(2**p for p in range(1, 10))  # 2, 4, ..., 512
@@ -193,3 +204,118 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
 
     output = widgets.interactive_output(draw, {"head": slider})
     return HeadExplorer(widgets.VBox([slider, output]), slider, output, weights)
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 07: remove heads one after another
+
+PRUNING_ORDERS = {"importance": "least important first", "reverse": "most important first",
+                  "random": "random order"}
+_PNG_DPI = 80  # screen resolution of the rendered panel
+
+
+def _step_index(curves, n_removed: int) -> int:
+    steps = [int(k) for k in curves.n_removed]
+    if n_removed not in steps:
+        raise ValueError(f"n_removed must be one of the measured steps {steps}; got {n_removed}")
+    return steps.index(n_removed)
+
+
+def pruned_heads(curves, n_removed: int, shape: tuple[int, int], order: str = "importance",
+                 run: int = 0) -> np.ndarray:
+    """Boolean `shape` = (n_layers, n_heads): True for the first `n_removed` heads of one removal
+    order of a `pruning.PruningCurves` (flat index = layer * n_heads + head); `run` picks one of
+    the random orders."""
+    if order not in curves.orders:
+        raise ValueError(f"order must be one of {sorted(curves.orders)}; got {order!r}")
+    flat = np.zeros(curves.n_total, dtype=bool)  # (n_total,)
+    flat[np.asarray(curves.orders[order][run])[:n_removed]] = True
+    return flat.reshape(shape)  # (n_layers, n_heads)
+
+
+def plot_pruned_heads(curves, table, n_removed: int, order: str = "importance", *, run: int = 0,
+                      label: str = "importance", fmt: str = ".2f") -> Figure:
+    """Left: `table` (n_layers, n_heads), one score per head, with the first `n_removed` heads of
+    the order greyed out; right: the pruning curves (`viz.tables.pruning_plot`) with the model
+    at that point circled. n_removed must be one of curves.n_removed (the measured steps)."""
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.size != curves.n_total:
+        raise ValueError(f"table must be (n_layers, n_heads) with {curves.n_total} heads in all; "
+                         f"got shape {table.shape}")
+    step = _step_index(curves, n_removed)
+    removed = pruned_heads(curves, n_removed, table.shape, order, run)  # (n_layers, n_heads)
+    value = float(curves.curves[order][run, step])
+    n_layers, n_heads = table.shape
+    fig, (ax_table, ax_curve) = plt.subplots(
+        1, 2, figsize=(0.5 * n_heads + 7.5, max(3.6, 0.45 * n_layers + 1.6)),
+        gridspec_kw={"width_ratios": [0.5 * n_heads + 1.5, 5.0]})
+    # a fixed layout instead of a layout engine: it redraws faster, and a slider must feel quick
+    fig.subplots_adjust(left=0.06, right=0.97, bottom=0.16, top=0.86, wspace=0.25)
+    finite = table[np.isfinite(table)]
+    title = f"{n_removed} of {curves.n_total} heads removed ({PRUNING_ORDERS[order]})"
+    layer_head_table(table, ax=ax_table, removed=removed, fmt=fmt, label=label, title=title,
+                     vmin=float(finite.min()), vmax=float(finite.max()))  # fixed: colours stay put
+    pruning_plot(curves, ax=ax_curve)
+    if order == "random":  # the one random run whose heads are greyed out, not only the mean
+        ax_curve.plot(curves.fraction, curves.curves["random"][run], color="grey", lw=0.8)
+    ax_curve.plot([curves.fraction[step]], [value], "o", ms=12, mfc="none", mec="black", mew=1.5)
+    ax_curve.set_title(f"{curves.metric} with {n_removed} heads removed: {value:.3f}")
+    return fig
+
+
+@dataclass(eq=False)
+class PruningExplorer(_Panel):
+    widget: widgets.VBox
+    n_removed: widgets.SelectionSlider
+    order: widgets.ToggleButtons
+    image: widgets.Image  # the rendered figure (PNG)
+    curves: object  # pruning.PruningCurves, measured before the panel was built
+    table: np.ndarray  # (n_layers, n_heads), the score drawn in each head's cell
+    label: str = "importance"
+    _cache: dict = field(default_factory=dict)  # (order, n_removed) -> PNG bytes
+
+    def figure(self) -> Figure:
+        """The figure for the current controls (what the Image shows)."""
+        return plot_pruned_heads(self.curves, self.table, self.n_removed.value, self.order.value,
+                                 label=self.label)
+
+    def redraw(self) -> None:
+        key = (self.order.value, self.n_removed.value)
+        if key not in self._cache:  # each picture is rendered once; going back is instant
+            fig = self.figure()
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=_PNG_DPI)
+            plt.close(fig)
+            self._cache[key] = png.getvalue()
+        self.image.value = self._cache[key]
+
+
+def pruning_explorer(curves, table, *, n_removed: int = 0, order: str = "importance",
+                     label: str = "importance") -> PruningExplorer:
+    """A slider over the number of removed heads (the steps at which `curves`, a
+    `pruning.PruningCurves`, was measured) and a choice of removal order. Each move redraws
+    `plot_pruned_heads`: the heads removed so far greyed out in the layer x head `table`, and
+    the metric at that point on the curves. Nothing is measured here; display the panel (last
+    line of a cell) to show it."""
+    if order not in PRUNING_ORDERS or len(curves.curves.get(order, [])) == 0:
+        raise ValueError(f"order must be one of {list(PRUNING_ORDERS)} with a measured curve; "
+                         f"got {order!r}")
+    table = np.asarray(table, dtype=np.float64)
+    _step_index(curves, n_removed)  # refuses a step that was not measured
+    options = [(text, name) for name, text in PRUNING_ORDERS.items()
+               if len(curves.curves.get(name, []))]
+    panel = PruningExplorer(
+        widget=None,
+        n_removed=widgets.SelectionSlider(options=[int(k) for k in curves.n_removed],
+                                          value=int(n_removed), description="heads removed",
+                                          continuous_update=False,
+                                          style={"description_width": "100px"},
+                                          layout=widgets.Layout(width="460px")),
+        order=widgets.ToggleButtons(options=options, value=order),
+        image=widgets.Image(format="png"),
+        curves=curves, table=table, label=label)
+    panel.widget = widgets.VBox([widgets.HBox([panel.n_removed, panel.order]), panel.image])
+    for control in (panel.n_removed, panel.order):
+        control.observe(lambda change: panel.redraw(), names="value")
+    panel.redraw()
+    return panel
