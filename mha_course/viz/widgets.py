@@ -48,6 +48,26 @@ D_K_CHOICES = tuple(2**p for p in range(1, 10))  # 2, 4, ..., 512
 _HIST_RANGE = 3.0 * np.sqrt(D_K_CHOICES[-1])  # wide enough for the raw scores at d_k = 512
 
 
+def _png(fig: Figure) -> bytes:
+    """The figure as a PNG at screen resolution, then closed. Faster than letting the inline
+    backend show it (which re-lays the figure out with a tight bounding box at a higher dpi):
+    a slider panel must redraw quickly to be worth moving (bench/browser.py)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_PNG_DPI)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _show(png: bytes) -> None:
+    """Display a PNG in the current output (inside a panel: its Output widget)."""
+    from IPython.display import Image, display
+
+    display(Image(data=png, format="png"))
+
+
+_PNG_DPI = 80  # screen resolution of the rendered panels
+
+
 class _Panel:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)  # display(panel) shows the container
@@ -90,7 +110,8 @@ def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_k
     unscaled = softmax(row / temperature)  # (n_keys,)
 
     fig, (ax_hist, ax_row) = plt.subplots(1, 2, figsize=(10, 3.6))
-    fig.subplots_adjust(wspace=0.25)  # fixed spacing: a layout engine would double the redraw time
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)  # fixed
+    # spacing: a layout engine (or a tight bounding box) would double the redraw time
     bins = np.linspace(-_HIST_RANGE, _HIST_RANGE, 121)
     ax_hist.hist(pairs, bins=bins, density=True, alpha=0.6, histtype="stepfilled",
                  color="tab:red", label=f"raw $q\\cdot k$ (var {pairs.var():.1f})")
@@ -141,9 +162,12 @@ def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0) 
     temp_slider = widgets.FloatLogSlider(value=temperature, base=10, min=-1, max=1, step=0.05,
                                          description="temperature T", readout_format=".2f",
                                          continuous_update=False, style=style, layout=layout)
+    @functools.lru_cache(maxsize=128)  # a slider position seen before comes back at once
+    def png(d_k, temperature):
+        return _png(plot_scaling(d_k, temperature, seed=seed))
+
     def draw(d_k, temperature):
-        plot_scaling(d_k, temperature, seed=seed)
-        plt.show()
+        _show(png(d_k, temperature))
 
     output = widgets.interactive_output(draw, {"d_k": d_k_slider, "temperature": temp_slider})
     box = widgets.VBox([widgets.HBox([d_k_slider, temp_slider]), output])
@@ -166,7 +190,7 @@ def plot_head(Q_i, K_i, A_i, tokens, head: int, *, vmax: float | None = None) ->
     next to its heatmap A_i (n, n), coloured from 0 to `vmax` (default: A_i's largest weight)."""
     fig, (ax_pts, ax_map) = plt.subplots(1, 2, figsize=(10, 4.4),
                                          gridspec_kw={"width_ratios": [1.15, 1]})
-    fig.subplots_adjust(wspace=0.3)
+    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.17, top=0.92, wspace=0.3)
     projected_tokens(Q_i, K_i, tokens, ax=ax_pts, title=f"head {head}: $Q_{head}$, $K_{head}$",
                      weights=A_i)
     attention_heatmap(A_i, tokens, ax=ax_map, title=f"head {head}: weights $A_{head}$",
@@ -198,9 +222,12 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
     slider = widgets.IntSlider(value=head, min=0, max=params.n_heads - 1, description="head",
                                continuous_update=False)
 
+    @functools.lru_cache(maxsize=None)  # one picture per head
+    def png(head):
+        return _png(plot_head(Q[head], K[head], weights[head], tokens, head, vmax=vmax))
+
     def draw(head):
-        plot_head(Q[head], K[head], weights[head], tokens, head, vmax=vmax)
-        plt.show()
+        _show(png(head))
 
     output = widgets.interactive_output(draw, {"head": slider})
     return HeadExplorer(widgets.VBox([slider, output]), slider, output, weights)
@@ -211,7 +238,6 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
 
 PRUNING_ORDERS = {"importance": "least important first", "reverse": "most important first",
                   "random": "random order"}
-_PNG_DPI = 80  # screen resolution of the rendered panel
 
 
 def _step_index(curves, n_removed: int) -> int:
