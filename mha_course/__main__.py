@@ -21,6 +21,56 @@ def _train_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+_NEEDS_JUPYTER = ("needs Jupyter's nbformat and IPython, which come with the course's dev extra "
+                  "(make lab, or pip install 'mha-course[dev]')")
+
+
+def _make_exercises(args: argparse.Namespace) -> int:
+    try:
+        from mha_course.grading import authoring
+    except ImportError as error:
+        print(f"error: make-exercises {_NEEDS_JUPYTER}: {error}", file=sys.stderr)
+        return 2
+
+    try:
+        if args.check:
+            stale = authoring.stale_exercises(args.solutions, args.out)
+            if stale:
+                print(f"{args.out} is out of date with {args.solutions}: {', '.join(stale)}; run "
+                      "`python -m mha_course make-exercises`", file=sys.stderr)
+                return 1
+            print(f"{args.out} is up to date with {args.solutions}")
+            return 0
+        for path in authoring.make_exercises(args.solutions, args.out):
+            print(path)
+    except (FileNotFoundError, authoring.SolutionFormatError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    try:
+        import IPython  # noqa: F401  (the notebooks' cells run in IPython's shell)
+
+        from mha_course.grading import grader, report
+    except ImportError as error:
+        print(f"error: grade {_NEEDS_JUPYTER}: {error}", file=sys.stderr)
+        return 2
+
+    options = grader.GradeOptions(
+        submissions=args.submissions, out=args.out, exercises=args.exercises,
+        feedback=args.feedback, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb,
+        seed=args.seed, progress=not args.quiet, scratch=args.scratch)
+    try:
+        run = grader.grade(options)
+    except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.format_summary(run))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mha_course", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +83,37 @@ def main(argv: list[str] | None = None) -> int:
                        help="stop early after this many seconds (then no longer deterministic)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train_toy)
+    make = commands.add_parser("make-exercises", help="generate the exercise notebooks from the "
+                               "solution notebooks (solution regions become stubs, outputs cleared)")
+    make.add_argument("--solutions", type=Path, default=Path("solutions"),
+                      help="folder of solution notebooks (default: solutions)")
+    make.add_argument("--out", type=Path, default=Path("exercises"),
+                      help="folder to write the exercises to (default: exercises)")
+    make.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 if the exercises are out of date")
+    make.set_defaults(run=_make_exercises)
+    grade = commands.add_parser("grade", help="grade SUBMISSIONS/<student>/<notebook>.ipynb: "
+                                "each notebook in a confined process, hidden inputs, gradebook.csv "
+                                "and feedback/<student>.md")
+    grade.add_argument("submissions", type=Path, help="folder with one sub-folder per student")
+    grade.add_argument("--out", type=Path, default=Path("gradebook.csv"),
+                       help="the gradebook to write (default: gradebook.csv)")
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel (default 1)")
+    grade.add_argument("--timeout", type=float, default=120.0,
+                       help="wall-clock seconds per notebook (default 120)")
+    grade.add_argument("--memory-mb", type=int, default=2048,
+                       help="memory a notebook may allocate beyond the course's libraries "
+                            "(default 2048 MiB)")
+    grade.add_argument("--exercises", type=Path, default=None,
+                       help="the exercise notebooks handed out (default: exercises/ of the course)")
+    grade.add_argument("--feedback", type=Path, default=None,
+                       help="folder for feedback/<student>.md (default: feedback next to --out)")
+    grade.add_argument("--seed", type=int, default=0,
+                       help="seed of the hidden inputs; pick your own to keep them unguessable")
+    grade.add_argument("--scratch", type=Path, default=None,
+                       help="where to put the scratch copies (default: the system's temp folder)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(run=_grade)
     args = parser.parse_args(argv)
     return args.run(args)
 

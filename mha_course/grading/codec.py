@@ -1,0 +1,97 @@
+"""The only format that crosses from a student's process to the grader's: JSON with arrays.
+
+A student's process can send anything down its pipe, so the grader never unpickles what comes back
+(unpickling runs code). Messages are UTF-8 JSON; an array travels as
+{"__ndarray__": [dtype, shape, base64 bytes]} and is rebuilt with `np.frombuffer` after its dtype
+(bool, integers or floats only), shape and byte count have been checked. Size and depth are bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CodecError", "encode", "decode", "MAX_MESSAGE_BYTES"]
+
+MAX_MESSAGE_BYTES = 16 * 2**20
+_ARRAY = "__ndarray__"
+_DTYPES = {np.dtype(t).str for t in ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
+                                     "f2", "f4", "f8")}
+_MAX_DEPTH = 12
+
+
+class CodecError(ValueError):
+    """A message that is not valid plain data."""
+
+
+def _pack(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise CodecError("the value is nested too deeply")
+    if isinstance(value, np.ndarray):
+        if value.dtype.str not in _DTYPES:
+            raise CodecError(f"arrays of dtype {value.dtype} cannot be sent")
+        data = np.ascontiguousarray(value).tobytes()
+        return {_ARRAY: [value.dtype.str, list(value.shape), base64.b64encode(data).decode()]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_pack(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if _ARRAY in value or not all(isinstance(k, str) for k in value):
+            raise CodecError("dict keys must be strings other than " + _ARRAY)
+        return {k: _pack(v, depth + 1) for k, v in value.items()}
+    raise CodecError(f"a {type(value).__name__} cannot be sent")
+
+
+def encode(value: Any) -> bytes:
+    """Plain data (arrays, lists, dicts with str keys, str, numbers, bool, None) as bytes."""
+    data = json.dumps(_pack(value), separators=(",", ":"), allow_nan=True).encode()
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise CodecError(f"the message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def _array(spec) -> np.ndarray:
+    if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str)
+            and isinstance(spec[1], list) and isinstance(spec[2], str)):
+        raise CodecError("malformed array")
+    dtype, shape, data = spec
+    if dtype not in _DTYPES:
+        raise CodecError(f"arrays of dtype {dtype!r} are not accepted")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape) \
+            or len(shape) > 32:
+        raise CodecError(f"malformed shape {shape!r}")
+    raw = base64.b64decode(data.encode(), validate=True)
+    if len(raw) != math.prod(shape) * np.dtype(dtype).itemsize:
+        raise CodecError("the array's bytes do not match its shape")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()  # the declared shape
+
+
+def _unpack(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise CodecError("the value is nested too deeply")
+    if isinstance(value, list):
+        return [_unpack(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if _ARRAY in value:
+            if len(value) != 1:
+                raise CodecError("malformed array")
+            return _array(value[_ARRAY])
+        return {k: _unpack(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def decode(data: bytes) -> Any:
+    """The value `encode` made; raises CodecError on anything else (never runs code)."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_MESSAGE_BYTES:
+        raise CodecError("not a message of acceptable size")
+    try:
+        return _unpack(json.loads(data.decode("utf-8")))
+    except CodecError:
+        raise
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as error:
+        raise CodecError(f"not valid JSON: {error}") from None
