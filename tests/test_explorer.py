@@ -128,28 +128,10 @@ def test_bad_arguments_and_a_bad_model_output():
 @pytest.mark.slow
 def test_notebook_03_explorer_redraws_in_the_kernel():
     """Run notebook 03 in a real kernel, then move the explorer's controls there."""
-    import os
-    from pathlib import Path
+    from notebook_kernel import NOTEBOOKS, notebook_kernel
 
-    import nbformat
-    from nbclient import NotebookClient
-
-    assert "MPLBACKEND" not in os.environ
-    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    nb = nbformat.read(notebooks / "03_attention_heatmaps.ipynb", as_version=4)
-    client = NotebookClient(nb, kernel_name="python3", timeout=120,
-                            resources={"metadata": {"path": str(notebooks)}})
-
-    def run(source):
-        cell = nbformat.v4.new_code_cell(source)
-        client.nb.cells.append(cell)
-        client.execute_cell(cell, len(client.nb.cells) - 1)
-        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)
+    with notebook_kernel(NOTEBOOKS / "03_attention_heatmaps.ipynb", timeout=120) as kernel:
+        run = kernel.run
         digest = "import hashlib; print(hashlib.sha256(panel.image.value).hexdigest())"
         seen = {run(digest)}
         for move in ("panel.head.value = 5", "panel.layer.value = 1", "panel.view.value = 'grid'",

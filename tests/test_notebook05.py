@@ -8,36 +8,17 @@ here, which is why this is its own (slow) module rather than part of test_explor
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_real_model_heads.ipynb"
+from notebook_kernel import NOTEBOOKS, notebook_kernel
+
+NOTEBOOK = NOTEBOOKS / "05_real_model_heads.ipynb"
 
 
 @pytest.mark.slow
 def test_notebook_05_explorer_redraws_minilm_in_the_kernel():
-    import nbformat
-    from nbclient import NotebookClient
-
-    assert "MPLBACKEND" not in os.environ  # conftest.py removes it: kernels must draw inline
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, kernel_name="python3", timeout=180,
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-
-    def run(source: str) -> str:
-        cell = nbformat.v4.new_code_cell(source)
-        client.nb.cells.append(cell)
-        client.execute_cell(cell, len(client.nb.cells) - 1)
-        errors = [o for o in cell.outputs if o.output_type == "error"]
-        assert not errors, f"{source!r} raised {errors[0].ename}: {errors[0].evalue}"
-        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)
+    with notebook_kernel(NOTEBOOK) as kernel:
+        run = kernel.run
         digest = "import hashlib; print(hashlib.sha256(panel.image.value).hexdigest())"
         assert run("print(panel.layer.max, panel.head.max, len(panel.tokens))").split() == \
             ["5", "11", "12"]  # MiniLM's 6 x 12 heads on the 12 pieces of the running example

@@ -9,13 +9,12 @@ redraw in the kernel; the browser side is not seen. Running the notebook takes a
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_redundancy_and_pruning.ipynb"
+from notebook_kernel import NOTEBOOKS, notebook_kernel
+
+NOTEBOOK = NOTEBOOKS / "07_redundancy_and_pruning.ipynb"
 PANEL = "panel = pruning_explorer("
 
 
@@ -31,25 +30,8 @@ def test_notebook_07_draws_inline_and_ignores_the_panel_output():
 
 @pytest.mark.slow
 def test_notebook_07_pruning_panel_redraws_in_the_kernel():
-    from nbclient import NotebookClient
-
-    assert "MPLBACKEND" not in os.environ  # conftest.py removes it: kernels must draw inline
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, kernel_name="python3", timeout=300,
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-
-    def run(source: str) -> str:
-        cell = nbformat.v4.new_code_cell(source)
-        client.nb.cells.append(cell)
-        client.execute_cell(cell, len(client.nb.cells) - 1)
-        errors = [o for o in cell.outputs if o.output_type == "error"]
-        assert not errors, f"{source!r} raised {errors[0].ename}: {errors[0].evalue}"
-        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)
+    with notebook_kernel(NOTEBOOK, timeout=300) as kernel:
+        run = kernel.run
         digest = "import hashlib; print(hashlib.sha256(panel.image.value).hexdigest())"
         assert run("print(list(panel.n_removed.options), panel.n_removed.value)").strip() == \
             "[0, 2, 4, 6, 8, 10, 12, 14, 16] 2"  # the toy model's 16 heads, measured every 2

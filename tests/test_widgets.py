@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +24,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
+from notebook_kernel import notebook_kernel  # noqa: E402
 
 from mha_course.examples import running_example  # noqa: E402
 from mha_course.np_attention import init_params, multi_head_attention, softmax  # noqa: E402
@@ -143,16 +143,6 @@ def test_pruning_explorer_redraws_on_every_move_and_is_reproducible():
 
 
 # ---------------------------------------------------------------------------- kernel level
-def run_cell(client: NotebookClient, source: str):
-    """Append a code cell to the running notebook, execute it, return its outputs."""
-    cell = nbformat.v4.new_code_cell(source)
-    client.nb.cells.append(cell)
-    client.execute_cell(cell, len(client.nb.cells) - 1)
-    errors = [o for o in cell.outputs if o.output_type == "error"]
-    assert not errors, f"{source!r} raised {errors[0].ename}: {errors[0].evalue}"
-    return cell.outputs
-
-
 def output_png(client: NotebookClient, output_id: str) -> np.ndarray:
     """The one PNG drawn in the Output widget, decoded to an RGBA array."""
     outputs = client.widget_state[output_id]["outputs"]
@@ -196,34 +186,24 @@ def test_widget_notebook_draws_inline_and_ignores_widget_output(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(WIDGET_NOTEBOOKS))
 def test_widget_notebook_redraws_when_a_slider_moves(name):
-    assert "MPLBACKEND" not in os.environ, "the kernel would inherit MPLBACKEND and draw nothing"
     panel, moves = WIDGET_NOTEBOOKS[name]
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)
-        errors = [(i, o.ename, o.evalue) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-                  for o in c.outputs if o.output_type == "error"]
-        assert not errors, f"{name}: cells raised errors {errors}"
-
-        (out,) = run_cell(client, f"print({panel}.output.model_id)")
+    with notebook_kernel(NOTEBOOKS / name, timeout=120) as kernel:
+        client, run_cell = kernel.client, kernel.outputs
+        (out,) = run_cell(f"print({panel}.output.model_id)")
         output_id = out.text.strip()
         first = output_png(client, output_id)
         assert_not_blank(first, f"{name} initial figure")
 
         attributes = sorted({attribute for attribute, _ in moves})
-        run_cell(client, f"_initial = {{a: getattr({panel}, a).value for a in {attributes!r}}}")
+        run_cell(f"_initial = {{a: getattr({panel}, a).value for a in {attributes!r}}}")
         previous = first
         for attribute, value in moves:
-            run_cell(client, f"{panel}.{attribute}.value = {value!r}")
+            run_cell(f"{panel}.{attribute}.value = {value!r}")
             image = output_png(client, output_id)
             assert_not_blank(image, f"{name} after {attribute} = {value}")
             assert differs(image, previous), f"{name}: moving {attribute} to {value} redrew nothing"
             previous = image
 
         # Back to the starting values: the panel is deterministic, so the first picture returns.
-        run_cell(client, f"for a, v in _initial.items(): getattr({panel}, a).value = v")
+        run_cell(f"for a, v in _initial.items(): getattr({panel}, a).value = v")
         assert not differs(output_png(client, output_id), first), f"{name}: not reproducible"
