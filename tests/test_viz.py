@@ -224,3 +224,19 @@ def test_head_mosaic_checks_the_titles():
 
     with pytest.raises(ValueError, match="2 entries.*1 layers x 3 heads = 3"):
         head_mosaic(np.full((3, 2, 2), 0.5), titles=["a", "b"])
+
+
+@pytest.mark.parametrize("cmap, dark_value", [("Blues", 1.0), ("viridis", 0.0)])
+def test_annotate_cells_writes_white_on_dark_cells_whatever_the_colour_map(cmap, dark_value):
+    from mha_course.viz.heatmap import annotate_cells
+
+    values = np.array([[0.0, 1.0], [np.nan, 0.5]])
+    fig, ax = plt.subplots()
+    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=1)
+    annotate_cells(ax, image, values, lambda v: f"{v:.1f}", hide=np.array([[False, False],
+                                                                           [False, True]]))
+    colours = {t.get_text(): t.get_color() for t in ax.texts}
+    plt.close(fig)
+    assert set(colours) == {"0.0", "1.0"}  # NaN and hidden cells stay blank
+    light_value = 1.0 - dark_value
+    assert colours[f"{dark_value:.1f}"] == "white" and colours[f"{light_value:.1f}"] == "black"

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from mha_course.pretrained.np_bert import _check_layer_gates  # one check for both backends
 from mha_course.pretrained.weights import BertParams, LayerParams
 from mha_course.torch_attention import multi_head_attention
 
@@ -18,14 +19,6 @@ class EncoderOutput(NamedTuple):
     hidden_states: torch.Tensor  # (n_layers + 1, ..., n, d_model)
     attentions: torch.Tensor  # (n_layers, ..., n_heads, n, n)
     heads: torch.Tensor  # (n_layers, ..., n_heads, n, d_v)
-
-
-def _check_layer_gates(head_gates, n_layers: int) -> None:
-    """Gates for a whole encoder come layer first: (n_layers, n_heads) or (n_layers, ..., n_heads)."""
-    shape = None if head_gates is None else tuple(head_gates.shape)
-    if shape is not None and (len(shape) < 2 or shape[0] != n_layers):
-        raise ValueError(f"head_gates must be (n_layers, n_heads) with n_layers = {n_layers}, "
-                         f"or (n_layers, ..., n_heads); got shape {shape}")
 
 
 def layer_norm(x, gamma, beta, eps: float) -> torch.Tensor:

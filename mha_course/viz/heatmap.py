@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["attention_heatmap", "head_grid", "head_mosaic", "head_mosaic_cells", "DEFAULT_CMAP"]
+__all__ = ["attention_heatmap", "annotate_cells", "head_grid", "head_mosaic", "head_mosaic_cells",
+           "DEFAULT_CMAP"]
 
 DEFAULT_CMAP = "Blues"  # white = no weight, so masked (zero) entries read as empty
 
@@ -81,15 +82,23 @@ def attention_heatmap(weights, tokens_q: Sequence[str], tokens_k: Sequence[str] 
     if title:
         ax.set_title(title)
     if annotate:
-        lo, hi = image.norm.vmin, image.norm.vmax
-        for i in range(n_q):
-            for j in range(n_k):
-                dark = (A[i, j] - lo) > 0.6 * (hi - lo)  # white text on dark cells
-                ax.text(j, i, format(A[i, j], fmt).lstrip("0") or "0", ha="center", va="center",
-                        fontsize=7, color="white" if dark else "black")
+        annotate_cells(ax, image, A, lambda value: format(value, fmt).lstrip("0") or "0")
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     return ax
+
+
+def annotate_cells(ax, image, values: np.ndarray, text, hide: np.ndarray | None = None) -> None:
+    """Write text(values[r, c]) on every cell of an imshow `image` of the 2-D `values`, white on
+    dark cells and black on light ones (whatever the colour map); cells where `hide` is True or
+    the value is not finite stay blank."""
+    for (r, c), value in np.ndenumerate(values):
+        if not np.isfinite(value) or (hide is not None and hide[r, c]):
+            continue
+        red, green, blue, _ = image.cmap(image.norm(value))
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # perceived brightness
+        ax.text(c, r, text(value), ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")
 
 
 def head_grid(weights, tokens: Sequence[str], tokens_k: Sequence[str] | None = None, *,

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from mha_course.viz.heatmap import annotate_cells
+
 __all__ = ["layer_head_table", "probe_panels", "similarity_matrix", "head_map", "pruning_plot"]
 
 REMOVED_COLOUR = "#d9d9d9"
@@ -58,13 +60,7 @@ def layer_head_table(table, *, title: str | None = None, ax=None, cmap: str = "v
     if title:
         ax.set_title(title)
     if annotate:
-        lo, hi = image.norm.vmin, image.norm.vmax
-        for l in range(n_layers):
-            for h in range(n_heads):
-                if np.isfinite(T[l, h]) and not (removed is not None and removed[l, h]):
-                    light = hi > lo and (T[l, h] - lo) > 0.6 * (hi - lo)
-                    ax.text(h, l, format(T[l, h], fmt), ha="center", va="center", fontsize=7,
-                            color="black" if light else "white")
+        annotate_cells(ax, image, T, lambda value: format(value, fmt), hide=removed)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label=label)
     return ax.figure
