@@ -14,9 +14,10 @@ Each relation is something a word must *check* to know that it is the right word
 - coreference: the object pronoun of the second clause refers to the *object* of the first clause
   and agrees with it in gender and number (him / her / it / them); both subjects are distractors.
 - copy: the second clause may end "like NAME", naming again a name of the first clause.
-- register (delimiters): the closing delimiter sets the form of every word. A shouted sentence
-  ('!') is written in capitals ("THE QUICK FOX ... !"), except names, which are always
-  capitalised; a question ('?') uses the verb forms "does-chase" / "do-chase".
+- register (delimiters): the closing delimiter sets the form of every word. A statement ('.') is
+  written in lower case, a shouted sentence ('!') in capitals ("THE QUICK FOX ... !"), a question
+  ('?') in Title Case with the verb forms "Does-Chase" / "Do-Chase" ("The Quick Fox Does-Chase
+  Balo ?"); names are always capitalised. Every word needs the closer's full identity.
 - world (rare words): a sentence happens on land or at sea, and its nouns, verbs and adjectives
   come from that world's vocabulary ("fox, chases, dusty" / "whale, tows, salty"). Names belong to
   one world too; they are the rare words, drawn from a long Zipfian tail.
@@ -37,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
-    "SPECIAL_TOKENS", "CLOSERS", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS", "POS_TAGS", "POS_IDS",
+    "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS", "SUBTASKS", "POS_TAGS", "POS_IDS",
     "LEMMA_IDS",
     "generate", "tokenize", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
 ]
@@ -46,6 +47,8 @@ PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, CLS, SEP, MASK)
 CLOSERS = (".", "?", "!")
 CLOSER_PROBS = (0.4, 0.3, 0.3)
+CASES = ("lower", "upper", "title")  # how a word is written
+REGISTER_CASE = {".": "lower", "!": "upper", "?": "title"}  # closing delimiter -> case of its words
 WORLDS = ("land", "sea")
 # Subjects are common nouns: a name is always singular, so a verb would not need to find a name
 # subject to know its number (round 1: verbs then attended anywhere, and no verb->subject head).
@@ -63,7 +66,7 @@ class WordInfo:
     gender: str = ""  # "m" / "f" / "n" / ""
     world: str = ""  # "land" / "sea" / "" (function words belong to both)
     verb_form: str = ""  # "stmt" ("chases") / "quest" ("does-chase") / "" (not a verb)
-    upper: bool = False  # written in capitals (a shouted sentence)
+    case: str = "lower"  # "lower" / "upper" (a shouted sentence) / "title" (a question)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,9 +124,18 @@ NAME_PROBS = 1.0 / (np.arange(1, len(NAMES) + 1) + _NAME_RANK_SHIFT)
 NAME_PROBS = NAME_PROBS / NAME_PROBS.sum()
 
 
+def _written(token: str, case: str) -> str:
+    """A lower-case word written in `case`: "does-chase" -> "DOES-CHASE" / "Does-Chase"."""
+    if case == "upper":
+        return token.upper()
+    if case == "title":
+        return "-".join(part.capitalize() for part in token.split("-"))
+    return token
+
+
 def _forms(token: str, info: WordInfo) -> list[tuple[str, WordInfo]]:
-    """A word and its capitalised (shouted) twin."""
-    return [(token, info), (token.upper(), replace(info, upper=True))]
+    """A word in each of the three cases."""
+    return [(_written(token, case), replace(info, case=case)) for case in CASES]
 
 
 def _build_lexicon() -> dict[str, WordInfo]:
@@ -151,9 +163,11 @@ def _build_lexicon() -> dict[str, WordInfo]:
     entries.append(("like", WordInfo("PREP", "like")))  # only ever introduces a repeated name
     entries += [(p, WordInfo("PRON", "pronoun", num, g)) for p, num, g in _PRONOUNS]
     for token, info in entries:
-        lex.update(_forms(token, info))
+        for form, form_info in _forms(token, info):
+            assert form not in lex, f"{form!r} twice in the lexicon"
+            lex[form] = form_info
     for name, gender, world in NAMES:  # names are capitalised already: no shouted twin
-        lex[name] = WordInfo("NAME", name, "sg", gender, world)
+        lex[name] = WordInfo("NAME", name, "sg", gender, world, case="title")
     return lex
 
 
@@ -168,7 +182,7 @@ _BY_INFO = {w: t for t, w in LEXICON.items() if w.pos != "NAME"}
 LEMMA_IDS = np.array([TOKEN_TO_ID[_BY_INFO[replace(w, number="sg")]]
                       if w.number == "pl" and w.pos in ("NOUN", "VERB") else i
                       for i, w in enumerate(LEXICON.values())])
-_FEATURES = ("number", "gender", "world", "verb_form", "upper")
+_FEATURES = ("number", "gender", "world", "verb_form", "case")
 
 
 def _one_feature_swaps(token: str, features=_FEATURES) -> list[str]:
@@ -183,7 +197,7 @@ def _one_feature_swaps(token: str, features=_FEATURES) -> list[str]:
             if w.world == info.world and w.gender != info.gender:
                 out.append(other)
         elif info.pos == "PRON":  # another pronoun (gender and number count as one feature)
-            if w.upper == info.upper or ("upper" in features and
+            if w.case == info.case or ("case" in features and
                                          (w.number, w.gender) == (info.number, info.gender)):
                 out.append(other)
         elif w.concept == info.concept:
@@ -207,12 +221,14 @@ def _swap_table(features) -> dict[int, np.ndarray]:
 
 _SWAP_IDS = _swap_table(_WORD_LEVEL_FEATURES)
 # ... and with the case as well: a single word in the wrong case, which only the closer can judge
-_SWAP_IDS_WITH_CASE = _swap_table(_WORD_LEVEL_FEATURES + ("upper",))
-_FLIP_CASE = np.arange(len(VOCAB))  # id -> id of the same word shouted / not shouted
+_SWAP_IDS_WITH_CASE = _swap_table(_WORD_LEVEL_FEATURES + ("case",))
+_TO_CASE = np.tile(np.arange(len(VOCAB)), (len(CASES), 1))  # [c, id] -> the same word in CASES[c]
+_CASE_INDEX = np.array([CASES.index(w.case) for w in LEXICON.values()])  # id -> index in CASES
 _FLIP_WORLD = np.arange(len(VOCAB))  # id -> id of the counterpart in the other world
 for _t, _w in LEXICON.items():
     if _w.pos not in ("NAME", "SPECIAL", "PUNCT"):
-        _FLIP_CASE[TOKEN_TO_ID[_t]] = TOKEN_TO_ID[_t.lower() if _w.upper else _t.upper()]
+        for _c, _case in enumerate(CASES):
+            _TO_CASE[_c, TOKEN_TO_ID[_t]] = TOKEN_TO_ID[_BY_INFO[replace(_w, case=_case)]]
 for _t, _w in LEXICON.items():
     if _w.world and _w.pos != "NAME":
         _other_world = WORLDS[1 - WORLDS.index(_w.world)]
@@ -230,7 +246,7 @@ for _t, _w in LEXICON.items():
     elif _w.pos == "PRON":
         _PRONOUN_SWAPS[TOKEN_TO_ID[_t]] = np.array(
             [TOKEN_TO_ID[o] for o, v in LEXICON.items()
-             if v.pos == "PRON" and v.upper == _w.upper and o != _t])
+             if v.pos == "PRON" and v.case == _w.case and o != _t])
 
 
 def _form(token: str, **change) -> str:
@@ -398,9 +414,8 @@ def _sentence(rng: np.random.Generator) -> Sentence:
     b.add(closer)
     b.add(SEP)
 
-    if closer == "!":  # shouting: every word but the names in capitals
-        b.tokens = [t if LEXICON[t].pos in ("NAME", "SPECIAL", "PUNCT") else t.upper()
-                    for t in b.tokens]
+    case = CASES.index(REGISTER_CASE[closer])  # every word but the names in the closer's case
+    b.tokens = [VOCAB[_TO_CASE[case, TOKEN_TO_ID[t]]] for t in b.tokens]
     infos = [LEXICON[t] for t in b.tokens]
     return Sentence(
         tokens=b.tokens, pos=[w.pos for w in infos], head=b.head, rel=b.rel, coref=b.coref,
@@ -421,10 +436,15 @@ def generate(n_sentences: int, seed: int = 0) -> list[Sentence]:
 
 def tokenize(text: str) -> list[str]:
     """Your own sentence as the model's tokens: words split on spaces, the closing '.', '?' or '!'
-    split off, lower case except for names and shouted words, [CLS] and [SEP] added.
+    split off, [CLS] and [SEP] added, and every word but the names written in the case that the
+    sentence's (last) closer asks for: lower case for '.' (and for no closer), capitals for '!',
+    Title Case for '?'. So you need not type the toy language's conventions yourself.
 
     "The quick brown fox jumps over the lazy dog." -> [CLS] the quick ... dog . [SEP]
+    "does-chase my fox Balo?" -> [CLS] Does-Chase My Fox Balo ? [SEP]
     Raises ValueError naming every word outside the toy vocabulary.
+    (To give the model a word in the wrong case on purpose, pass a token list to
+    `toy_model.ToyTransformer.attention` instead.)
     """
     if not isinstance(text, str):
         raise TypeError(f"tokenize needs a str; got {type(text).__name__}")
@@ -433,8 +453,8 @@ def tokenize(text: str) -> list[str]:
     for word in words:
         closer = word[-1] if len(word) > 1 and word[-1] in CLOSERS else None
         word = word[:-1] if closer else word
-        if word not in TOKEN_TO_ID and word.lower() in TOKEN_TO_ID:
-            word = word.lower()  # "The" at the start of a sentence
+        if word.lower() in TOKEN_TO_ID and LEXICON[word.lower()].pos not in ("NAME", "SPECIAL"):
+            word = word.lower()  # written in the closer's case below
         tokens.append(word)
         if closer:
             tokens.append(closer)
@@ -442,11 +462,13 @@ def tokenize(text: str) -> list[str]:
         raise ValueError("the sentence is empty: type a few words, e.g. 'the quick fox runs .'")
     unknown = [t for t in tokens if t not in TOKEN_TO_ID]
     if unknown:
-        nouns = sorted(t for t, w in LEXICON.items() if w.pos == "NOUN" and not w.upper)[:8]
+        nouns = sorted(t for t, w in LEXICON.items() if w.pos == "NOUN" and w.case == "lower")[:8]
         raise ValueError(f"not in the toy vocabulary: {', '.join(unknown)}. The toy language has "
                          f"{len(VOCAB)} tokens, e.g. the nouns {', '.join(nouns)}; "
                          "see mha_course.toy_language.VOCAB")
-    return [CLS, *tokens, SEP]
+    closers = [t for t in tokens if t in CLOSERS]
+    case = CASES.index(REGISTER_CASE[closers[-1] if closers else "."])
+    return [CLS, *(VOCAB[_TO_CASE[case, TOKEN_TO_ID[t]]] for t in tokens), SEP]
 
 
 def encode(tokens: list[str]) -> list[int]:
@@ -488,9 +510,9 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The denoising objective: (inputs, targets, loss_mask, lengths), all (batch, n) but lengths.
 
-    Sentence-wide: with probability `sentence_flip` every word changes case (shouted <-> not),
-    and independently with the same probability every noun, verb and adjective moves to the other
-    world. Then the neighbours all agree with each other and are all wrong: only the closing
+    Sentence-wide: with probability `sentence_flip` every word changes case (to the next case in
+    CASES with probability 2/3, the one after with 1/3), and independently with the same probability every noun, verb and
+    adjective moves to the other world. Then the neighbours all agree with each other and are all wrong: only the closing
     delimiter (for case) and the names (for world) still tell the truth.
     Word order: with probability `transpose` a sentence has two neighbouring words swapped.
     Word-wide: each corruptible word is corrupted with probability `rate`, as [MASK], as a
@@ -514,7 +536,12 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
     flip_case = np.repeat(flip_case[:, None], clean.shape[1], axis=1)  # (batch, n)
     if case_flip_share < 1:
         flip_case &= rng.random(clean.shape) < case_flip_share
-    inputs[flip_case] = _FLIP_CASE[inputs[flip_case]]
+    # each flipped sentence moves to another case: a draw over all three, moved on to the next
+    # case when it hits the sentence's own (names and delimiters stay as they are)
+    drawn = rng.integers(len(CASES), size=(len(sentences), 1))  # (batch, 1)
+    case_now = _CASE_INDEX[clean]  # (batch, n)
+    new_case = np.where(drawn == case_now, (case_now + 1) % len(CASES), drawn)  # (batch, n)
+    inputs[flip_case] = _TO_CASE[new_case[flip_case], inputs[flip_case]]
     flip_world = rng.random(len(sentences)) < sentence_flip  # (batch,)
     inputs[flip_world] = _FLIP_WORLD[inputs[flip_world]]
     corrupt = _corruptible(sentences, clean.shape[1]) & (rng.random(clean.shape) < rate)
@@ -589,7 +616,7 @@ def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Genera
     order: one pair of neighbouring words of different parts of speech trades places (both
     count); agreement: one verb per sentence gets the other number (the other verbs stay right,
     so they cannot outvote the subject); coreference: the pronoun becomes another pronoun; copy: the repeated name
-    becomes [MASK]; register: a fraction `rate` of the words (names excepted) flip capitalisation;
+    becomes [MASK]; register: a fraction `rate` of the words (names excepted) change case;
     world: a fraction `rate` of the nouns, verbs and adjectives move to the other world.
     """
     if subtask not in SUBTASKS:
@@ -610,13 +637,14 @@ def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Genera
             if subtask == "agreement" and i == one_verb:
                 new = _form(tok, number=_other(w.number))
             elif subtask == "coreference" and s.coref[i] >= 0:
-                options = [p for p in _one_feature_swaps(tok) if LEXICON[p].upper == w.upper]
+                options = [p for p in _one_feature_swaps(tok) if LEXICON[p].case == w.case]
                 new = options[rng.integers(len(options))]
             elif subtask == "copy" and s.repeat_of[i] >= 0:
                 new = MASK
             elif subtask == "register" and w.pos not in ("NAME", "SPECIAL", "PUNCT") \
                     and rng.random() < rate:
-                new = _form(tok, upper=not w.upper)
+                new = _form(tok, case=CASES[(CASES.index(w.case) + rng.integers(1, len(CASES)))
+                                            % len(CASES)])
             elif subtask == "world" and w.world and w.pos != "NAME" and rng.random() < rate:
                 new = _counterpart(tok, other_world)
             if new is not None:

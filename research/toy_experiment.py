@@ -25,7 +25,7 @@ def control(config, seed, sentences):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=None, help="default: ToyConfig().steps")
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--set", nargs="*", default=[])
     p.add_argument("--control", action="store_true")
@@ -45,8 +45,10 @@ def main():
     for kv in args.lang:  # research switches of the grammar (module constants)
         k, v = kv.split("=")
         setattr(lang, k, ast.literal_eval(v))
-    config = toy_model.ToyConfig(steps=args.steps, **overrides)
-    print("config", overrides, args.lang, "steps", args.steps, flush=True)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    config = toy_model.ToyConfig(**overrides)
+    print("config", overrides, args.lang, "steps", config.steps, flush=True)
     results = []
     for seed in args.seeds:
         out_dir = None if args.out is None else f"{args.out}/seed{seed}"

@@ -80,9 +80,13 @@ def test_register_follows_the_closing_delimiter(corpus):
     for s in corpus:
         verb_form = "quest" if s.sentence_type == "?" else "stmt"
         assert all(LEX[t].verb_form == verb_form for t in s.tokens if LEX[t].pos == "VERB")
-        shouted = s.sentence_type == "!"
-        assert all(LEX[t].upper == shouted for t, p in zip(s.tokens, s.pos)
+        case = lang.REGISTER_CASE[s.sentence_type]
+        assert all(LEX[t].case == case for t, p in zip(s.tokens, s.pos)
                    if p not in ("NAME", "SPECIAL", "PUNCT"))
+    # all three registers occur, and a question looks like one
+    assert {s.sentence_type for s in corpus} == set(lang.CLOSERS)
+    question = next(s for s in corpus if s.sentence_type == "?")
+    assert all(t[0].isupper() for t, p in zip(question.tokens, question.pos) if p not in ("SPECIAL", "PUNCT"))
 
 
 def test_every_content_word_and_name_belongs_to_the_sentence_world(corpus):
@@ -169,7 +173,7 @@ def test_sentence_flips_leave_only_the_delimiter_and_names_truthful(corpus):
             if pos in ("NAME", "SPECIAL", "PUNCT"):
                 assert w == LEX[tok]
             else:
-                assert w.upper != (s.sentence_type == "!")
+                assert w.case != lang.REGISTER_CASE[s.sentence_type]
                 assert w.world in ("", {"land": "sea", "sea": "land"}[s.world])
 
 
@@ -184,7 +188,7 @@ def test_subtask_batches_corrupt_only_their_relation(corpus, task):
         if task in ("agreement", "determiner"):
             assert after.concept == before.concept and after.number != before.number
         elif task == "register":
-            assert after.concept == before.concept and after.upper != before.upper
+            assert after.concept == before.concept and after.case != before.case
         elif task == "world":
             assert after.concept == before.concept and after.world != before.world
         elif task == "copy":
@@ -200,3 +204,33 @@ def test_transpositions_swap_neighbours_of_different_parts_of_speech(corpus):
         i = diff[0]
         assert inputs[b, i] == targets[b, i + 1] and inputs[b, i + 1] == targets[b, i]
         assert s.pos[i] != s.pos[i + 1]
+
+
+def test_every_word_has_one_form_per_case():
+    forms = {}
+    for token, w in LEX.items():
+        if w.pos not in ("NAME", "SPECIAL", "PUNCT"):
+            forms.setdefault((w.pos, w.concept, w.number, w.gender, w.world, w.verb_form), set()).add(w.case)
+    assert forms and all(cases == set(lang.CASES) for cases in forms.values())
+    assert LEX["Does-Chase"].case == "title" and LEX["DOES-CHASE"].case == "upper"
+
+
+def test_sentence_case_flips_reach_both_other_cases(corpus):
+    sentences = [s for s in corpus if s.sentence_type == "."][:300]
+    inputs, _, _, lengths = lang.corrupt_batch(sentences, np.random.default_rng(0), rate=0.0,
+                                               case_flip=1.0, sentence_flip=0.0, transpose=0.0)
+    seen = []
+    for b, s in enumerate(sentences):
+        cases = {LEX[t].case for t, p in zip(lang.decode(inputs[b, :lengths[b]]), s.pos)
+                 if p not in ("NAME", "SPECIAL", "PUNCT")}
+        assert len(cases) == 1 and cases != {"lower"}, cases  # the whole sentence, away from '.'
+        seen += cases
+    upper = seen.count("upper") / len(seen)
+    assert 0.55 < upper < 0.78, upper  # the next case in CASES 2/3 of the time, the other 1/3
+
+
+def test_tokenize_writes_words_in_the_closers_case():
+    assert lang.tokenize("The quick brown fox jumps over the lazy dog.")[1:4] == ["the", "quick", "brown"]
+    assert lang.tokenize("does-chase my fox Balo?") == ["[CLS]", "Does-Chase", "My", "Fox", "Balo", "?", "[SEP]"]
+    assert lang.tokenize("The fox RUNS!") == ["[CLS]", "THE", "FOX", "RUNS", "!", "[SEP]"]
+    assert lang.tokenize("the fox runs") == ["[CLS]", "the", "fox", "runs", "[SEP]"]  # no closer: '.'

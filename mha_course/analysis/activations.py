@@ -84,7 +84,7 @@ def collect_toy(model, sentences, head_gates=None, batch_size: int = 256) -> Act
     batch_state = {}  # filled by the hooks during one forward: (what, layer) -> tensor
 
     def keep_attention(layer):
-        def hook(module, args, out):  # args[0] = LN(x), the attention's input; out: MHAOutput
+        def hook(module, args, out):  # args[0]: the attention's input (x; LN(x) if pre-LN)
             batch_state["in", layer], batch_state["out", layer] = args[0], out.out
         return hook
 
