@@ -220,6 +220,8 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
         closer = _CLOSER_INDEX[targets[rows, lengths - 2]]  # (batch,) the token before [SEP]
         per_word = closer[:, None].expand_as(targets)  # (batch, n)
         logits = model.closer_out(out.final)  # (batch, n, n_closers)
+        # boolean indexing here (3 classes: cheap) keeps the sums of the session-4 sweep, so the
+        # shipped checkpoint and research/toy_lab_log.md's table reproduce bit for bit
         loss = loss + model.config.closer_loss * F.cross_entropy(logits[loss_mask], per_word[loss_mask])
     return loss
 

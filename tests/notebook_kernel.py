@@ -37,6 +37,16 @@ class KernelSession:
         return "".join(o.get("text", "") for o in self.outputs(source)
                        if o.output_type == "stream")
 
+    def assert_each_move_redraws(self, digest: str, moves) -> None:
+        """Run each statement of `moves` in turn; after each, the printout of `digest` (e.g. a
+        hash of the panel's image) must differ from every earlier one."""
+        seen = {self.run(digest)}
+        for move in moves:
+            self.run(move)
+            now = self.run(digest)
+            assert now not in seen, f"{move} did not redraw the explorer"
+            seen.add(now)
+
     @property
     def widget_state(self) -> dict:
         return self.client.widget_state

@@ -133,13 +133,8 @@ def test_notebook_03_explorer_redraws_in_the_kernel():
     with notebook_kernel(NOTEBOOKS / "03_attention_heatmaps.ipynb", timeout=120) as kernel:
         run = kernel.run
         digest = "import hashlib; print(hashlib.sha256(panel.image.value).hexdigest())"
-        seen = {run(digest)}
-        for move in ("panel.head.value = 5", "panel.layer.value = 1", "panel.view.value = 'grid'",
-                     "panel.view.value = 'head view'",
-                     "panel.text.value = 'The quick brown fox runs.'"):
-            run(move)
-            now = run(digest)
-            assert now not in seen, f"{move} did not redraw the explorer"
-            seen.add(now)
+        kernel.assert_each_move_redraws(digest, (
+            "panel.head.value = 5", "panel.layer.value = 1", "panel.view.value = 'grid'",
+            "panel.view.value = 'head view'", "panel.text.value = 'The quick brown fox runs.'"))
         assert "not in the toy vocabulary" in run(
             "panel.text.value = 'the quick brown cat runs .'; print(panel.message.value)")

@@ -22,15 +22,10 @@ def test_notebook_05_explorer_redraws_minilm_in_the_kernel():
         digest = "import hashlib; print(hashlib.sha256(panel.image.value).hexdigest())"
         assert run("print(panel.layer.max, panel.head.max, len(panel.tokens))").split() == \
             ["5", "11", "12"]  # MiniLM's 6 x 12 heads on the 12 pieces of the running example
-        seen = {run(digest)}
-        for move in ("panel.layer.value = 1", "panel.head.value = 8", "panel.view.value = 'grid'",
-                     "panel.layer.value = 5", "panel.view.value = 'head view'",
-                     "panel.threshold.value = 0.3",
-                     "panel.text.value = 'A heron stood in the shallow water.'"):
-            run(move)
-            now = run(digest)
-            assert now not in seen, f"{move} did not redraw the explorer"
-            seen.add(now)
+        kernel.assert_each_move_redraws(digest, (
+            "panel.layer.value = 1", "panel.head.value = 8", "panel.view.value = 'grid'",
+            "panel.layer.value = 5", "panel.view.value = 'head view'", "panel.threshold.value = 0.3",
+            "panel.text.value = 'A heron stood in the shallow water.'"))
         assert run("print(panel.tokens[:3], panel.title(1, 8))").strip() == \
             "['[CLS]', 'a', 'heron'] L1H8 local 0.65"
         assert "at least one word" in run(
