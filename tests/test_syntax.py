@@ -19,8 +19,9 @@ from mha_course.analysis.alignment import (
     AlignedSentence, ParserToken, align, align_result, load_coreference, load_corpus,
     load_parser, parse, resolve_coreference)
 from mha_course.analysis.syntax import (
-    DIRECTIONS, RELATIONS, analyse_syntax, arcs, clark_table, dependency_accuracy,
-    most_attended_word, nearest_noun_baseline, offset_accuracies, offset_baseline)
+    DIRECTIONS, RELATIONS, analyse_syntax, arc_attention, arcs, clark_lines, clark_rows,
+    clark_table, dependency_accuracy, direction_label, most_attended_word, nearest_noun_baseline,
+    offset_accuracies, offset_baseline)
 from mha_course.pretrained import load_minilm
 
 # The margins by which the best head beats position alone, dependent -> head, on this corpus.
@@ -198,6 +199,104 @@ def test_offset_baseline_on_a_hand_built_sentence():
     table = clark_table(_one_hot_attention([s], lambda s, i: i + 1 if i < 6 else None), [s])
     assert table["det"].dep_to_head.best_accuracy == 1.0  # the next-word head finds both dets
     assert table["nsubj"].n_arcs == 1 and table["nsubj"].head_to_dep.best_accuracy == 0.0
+
+
+def _hand_built_sentence() -> AlignedSentence:
+    """[CLS] the old dog has seen a cat near his house [SEP], parsed by hand: every relation of
+    RELATIONS, two arcs for det and one for each other."""
+    words = ["[CLS]", "the", "old", "dog", "has", "seen", "a", "cat", "near", "his", "house",
+             "[SEP]"]
+    dep = ["", "det", "amod", "nsubj", "aux", "ROOT", "det", "dobj", "prep", "poss", "pobj", ""]
+    head = [-1, 3, 3, 5, 5, -1, 7, 5, 7, 10, 8, -1]
+    return AlignedSentence(text=" ".join(words[1:-1]), words=words,
+                           word_spans=np.zeros((len(words), 2), dtype=int),
+                           word_index=np.arange(len(words)), pos=[""] * len(words), dep=dep,
+                           head=np.array(head))
+
+
+def _independent_accuracy(A, s, relation, direction):
+    """Loop over the arcs: from the query, is the top non-special word the partner?"""
+    hits = np.zeros(A.shape[:2])
+    n = 0
+    for i, (d, h) in enumerate(zip(s.dep, s.head)):
+        if h < 0 or (relation != "all" and d != relation):
+            continue
+        query, partner = (i, h) if direction == "dep_to_head" else (h, i)
+        for layer in range(A.shape[0]):
+            for head in range(A.shape[1]):
+                row = A[layer, head, query].copy()
+                row[0] = row[-1] = -1.0  # [CLS] and [SEP] never count
+                hits[layer, head] += int(np.argmax(row) == partner)
+        n += 1
+    return hits / n
+
+
+def test_every_clark_row_names_its_arrow_in_words():
+    s = _hand_built_sentence()
+    table = clark_table([np.full((1, 1, 12, 12), 1 / 12)], [s])
+    rows = clark_rows(table)
+    assert [(r["relation"], r["direction"]) for r in rows] == [
+        (rel, d) for rel in RELATIONS for d in DIRECTIONS]  # both directions, side by side
+    by_key = {(r["relation"], r["direction"]): r for r in rows}
+    assert by_key["nsubj", "dep_to_head"]["label"] == "nsubj: subject → verb (dependent → head)"
+    assert by_key["nsubj", "head_to_dep"]["label"] == "nsubj: verb → subject (head → dependent)"
+    assert (by_key["nsubj", "head_to_dep"]["query"], by_key["nsubj", "head_to_dep"]["key"]) == \
+        ("verb", "subject")
+    assert by_key["all", "head_to_dep"]["label"] == "all: head → dependent"
+    for r in rows:
+        words = "dependent → head" if r["direction"] == "dep_to_head" else "head → dependent"
+        assert words in r["label"] and r["label"] == direction_label(r["relation"], r["direction"])
+        assert r["label"].startswith(f"{r['relation']}: {r['query']} → {r['key']}")
+    lines = clark_lines(rows)
+    assert len(lines) == len(rows) + 1 and "query → key" in lines[0]
+    assert all(line.startswith(r["label"]) for line, r in zip(lines[1:], rows))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_each_directions_accuracy_matches_a_loop_over_the_arcs(seed):
+    s = _hand_built_sentence()
+    rng = np.random.default_rng(seed)
+    A = rng.dirichlet(np.full(12, 0.3), size=(3, 4, 12))  # (n_layers, n_heads, n_q, n_k)
+    # one head that answers the verb -> subject arc with the gold subject
+    A[1, 2, 5] = 0.0
+    A[1, 2, 5, 3] = 1.0  # "seen" -> "dog"
+    rows = {(r["relation"], r["direction"]): r for r in clark_rows(clark_table([A], [s]))}
+    for relation in RELATIONS:
+        for direction in DIRECTIONS:
+            expected = _independent_accuracy(A, s, relation, direction)
+            accuracy, n_arcs = dependency_accuracy([A], [s], relation, direction)
+            assert n_arcs == (2 if relation == "det" else 9 if relation == "all" else 1)
+            np.testing.assert_allclose(accuracy, expected, atol=1e-12)
+            row = rows[relation, direction]
+            assert row["accuracy"] == pytest.approx(expected.max(), abs=1e-12)
+            assert expected[int(row["best_head"][1]), int(row["best_head"][3:])] == expected.max()
+    assert rows["nsubj", "head_to_dep"]["accuracy"] == 1.0
+    # the two directions are different questions: the planted head says nothing about the subject's
+    # own row, which is random ("dog" -> "seen" is right only if that random row peaks there)
+    dep_to_head, _ = dependency_accuracy([A], [s], "nsubj", "dep_to_head")
+    assert dep_to_head[1, 2] == float(A[1, 2, 3, 1:-1].argmax() + 1 == 5)
+
+
+def test_arc_attention_reads_one_query_key_pair_in_every_head():
+    s = _hand_built_sentence()
+    A = np.full((2, 3, 12, 12), 1 / 12)  # (n_layers, n_heads, n_q, n_k)
+    A[1, 0, 5] = 0.0
+    A[1, 0, 5, [0, 3]] = [0.7, 0.3]  # "seen": most on [CLS], then on "dog"
+    A[0, 2, 5] = 0.0
+    A[0, 2, 5, 7] = 1.0  # "seen" -> "cat"
+    weight, is_top = arc_attention(A, s, query=5, key=3)
+    assert weight.shape == is_top.shape == (2, 3)
+    assert weight[1, 0] == pytest.approx(0.3) and weight[0, 2] == 0.0
+    assert is_top[1, 0] and not is_top[0, 2]  # [CLS] does not count as a prediction
+    with pytest.raises(ValueError, match=r"query must be a word index in \[0, 11\]; got 12"):
+        arc_attention(A, s, query=12, key=3)
+
+
+def test_direction_label_rejects_unknown_names():
+    with pytest.raises(ValueError, match="direction must be one of"):
+        direction_label("nsubj", "verb_to_subject")
+    with pytest.raises(ValueError, match="relation must be one of.*'xcomp'"):
+        direction_label("xcomp", "dep_to_head")
 
 
 def test_most_attended_word_ignores_cls_and_sep():

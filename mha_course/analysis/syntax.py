@@ -9,6 +9,9 @@ per sentence (`EncoderResult.word_attention(s.word_index)`), and `AlignedSentenc
   heads park attention they do not use). Dependent -> head: from each dependent of a relation, is
   the top word its head? Head -> dependent: from the head, is the top word that dependent? Each
   arc counts once; a head with two dependents of one relation cannot get both right.
+  The direction is the query -> key arrow: for nsubj, dependent -> head is subject -> verb (the
+  subject attends to its verb) and head -> dependent is verb -> subject ("jumps" -> "fox").
+  `direction_label` names every row in words, e.g. "nsubj: subject → verb (dependent → head)".
 - The fixed-offset baseline: the best rule "the partner is k words away" for that relation and
   direction, from word positions alone. A head that only matches it is positional, not syntactic.
 - "all" pools every arc except the root's (punctuation included).
@@ -28,10 +31,20 @@ __all__ = ["RELATIONS", "DIRECTIONS", "arcs", "most_attended_word", "dependency_
            "offset_accuracies", "offset_baseline", "DirectionResult", "RelationResult",
            "clark_table", "attention_entropy_by_head", "attention_sink", "CoreferenceResult",
            "nearest_noun_baseline", "coreference_accuracy", "SyntaxReport", "analyse_syntax",
-           "clark_rows"]
+           "RELATION_ENDS", "DIRECTION_WORDS", "direction_label", "clark_rows", "clark_lines",
+           "arc_attention"]
 
 RELATIONS = ("nsubj", "dobj", "det", "amod", "prep", "pobj", "aux", "poss", "all")
 DIRECTIONS = ("dep_to_head", "head_to_dep")
+# The two ends of each relation in words, (dependent, head): the query and key of dep_to_head,
+# the key and query of head_to_dep.
+RELATION_ENDS = {"nsubj": ("subject", "verb"), "dobj": ("object", "verb"),
+                 "det": ("determiner", "noun"), "amod": ("adjective", "noun"),
+                 "prep": ("preposition", "word it attaches to"),
+                 "pobj": ("object of preposition", "preposition"),
+                 "aux": ("auxiliary", "verb"), "poss": ("possessor", "possessed noun"),
+                 "all": ("dependent", "head")}
+DIRECTION_WORDS = {"dep_to_head": "dependent → head", "head_to_dep": "head → dependent"}
 NOUN_POS = ("NOUN", "PROPN")
 
 
@@ -68,6 +81,19 @@ def most_attended_word(word_attention, is_special) -> np.ndarray:
     masked = np.where(np.asarray(is_special, dtype=bool), -np.inf, word_attention)  # (..., m, m)
     top = masked.argmax(axis=-1)  # (n_layers, n_heads, n_words)
     return np.where(masked.max(axis=-1) > 0, top, -1)
+
+
+def direction_label(relation: str, direction: str) -> str:
+    """The arrow a row measures, query -> key, in words: "nsubj: subject → verb (dependent → head)",
+    "nsubj: verb → subject (head → dependent)"; "all: dependent → head"."""
+    _check_direction(direction)
+    if relation not in RELATION_ENDS:
+        raise ValueError(f"relation must be one of {tuple(RELATION_ENDS)}; got {relation!r}")
+    dependent, head = RELATION_ENDS[relation]
+    query, key = (dependent, head) if direction == "dep_to_head" else (head, dependent)
+    if relation == "all":
+        return f"all: {query} → {key}"
+    return f"{relation}: {query} → {key} ({DIRECTION_WORDS[direction]})"
 
 
 def _queries_targets(sentence, relation: str, direction: str):
@@ -164,17 +190,56 @@ def clark_table(word_attentions, sentences, relations=RELATIONS) -> dict[str, Re
     return out
 
 
-def clark_rows(table: dict[str, RelationResult]) -> list[dict]:
-    """The table as plain rows (one per relation and direction), e.g. for a DataFrame or print."""
+def clark_rows(table: dict[str, RelationResult], directions=DIRECTIONS) -> list[dict]:
+    """The table as plain rows, one per relation and direction (both directions of a relation next
+    to each other), e.g. for a DataFrame or `clark_lines`. Each row names its arrow: "label" (see
+    `direction_label`), "query" and "key" (the ends in words, e.g. "verb" and "subject");
+    "baseline_offset" k means "the key is the word k places from the query" (k < 0: before it)."""
+    for direction in directions:
+        _check_direction(direction)
     rows = []
     for r in table.values():
-        for direction in DIRECTIONS:
+        for direction in directions:
             d = getattr(r, direction)
-            rows.append({"relation": r.relation, "direction": direction, "n_arcs": r.n_arcs,
+            dependent, head = RELATION_ENDS.get(r.relation, ("dependent", "head"))
+            query, key = (dependent, head) if direction == "dep_to_head" else (head, dependent)
+            rows.append({"relation": r.relation, "direction": direction,
+                         "label": direction_label(r.relation, direction),
+                         "query": query, "key": key, "n_arcs": r.n_arcs,
                          "best_head": f"L{d.best_layer}H{d.best_head}",
                          "accuracy": d.best_accuracy, "baseline_offset": d.baseline_offset,
                          "baseline_accuracy": d.baseline_accuracy, "margin": d.margin})
     return rows
+
+
+def clark_lines(rows: list[dict]) -> list[str]:
+    """`clark_rows` as aligned text lines, a header first: arrow, arcs, best head and its accuracy,
+    best fixed offset (key - query) and its accuracy, margin."""
+    width = max(len(row["label"]) for row in rows)
+    lines = [f"{'query → key (direction)':<{width}}  {'arcs':>5}  {'best head':<9}{'acc.':>6}"
+             f"{'offset':>8}{'acc.':>6}{'margin':>8}"]
+    for row in rows:
+        lines.append(f"{row['label']:<{width}}  {row['n_arcs']:>5}  {row['best_head']:<9}"
+                     f"{row['accuracy']:6.2f}{row['baseline_offset']:+8d}"
+                     f"{row['baseline_accuracy']:6.2f}{row['margin']:+8.2f}")
+    return lines
+
+
+def arc_attention(word_attention, sentence, query: int, key: int) -> tuple[np.ndarray, np.ndarray]:
+    """One arc, query word -> key word, in every head: (weight, is_top), both (n_layers, n_heads).
+
+    weight: the attention from `query` to `key` (word level); is_top: whether `key` is the query's
+    most-attended word ([CLS] and [SEP] excluded), i.e. whether the head gets this arc right in the
+    Clark table's sense. E.g. query "jumps", key "fox": the verb -> subject arc (head -> dependent).
+    """
+    _check([word_attention], [sentence])
+    m = len(sentence.words)
+    for name, index in (("query", query), ("key", key)):
+        if not 0 <= index < m:
+            raise ValueError(f"{name} must be a word index in [0, {m - 1}]; got {index}")
+    weight = np.asarray(word_attention)[..., query, key]  # (n_layers, n_heads)
+    is_top = most_attended_word(word_attention, sentence.is_special)[..., query] == key  # (L, H)
+    return weight, is_top
 
 
 # --------------------------------------------------------------------------- layer statistics
