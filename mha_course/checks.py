@@ -815,28 +815,33 @@ def check_dependency_accuracy(dependency_accuracy) -> None:
 
 def _classify_cases(rng, hidden):
     if not hidden:
+        quiet = {"rare_word": 0.1, "rare_target": 0.1, "duplicate": 0.05}
         heads = [
             {"local": 0.92, "syntactic": 0.3, "delimiter": 0.1, "coreference": 0.2,
-             "rare_word": 0.1, "identity": 0.05},
+             "identity": 0.05, **quiet},
             {"local": 0.55, "syntactic": 0.7, "delimiter": 0.1, "coreference": 0.2,
-             "rare_word": 0.1, "identity": 0.05},
+             "identity": 0.05, **quiet},
             {"local": 0.3, "syntactic": 0.95, "delimiter": 0.1, "coreference": 0.2,
-             "rare_word": 0.1, "identity": 0.05},
+             "identity": 0.05, **quiet},
             {"local": 0.2, "syntactic": 0.3, "delimiter": 0.4, "coreference": 0.1,
-             "rare_word": 0.1, "identity": 0.05},
+             "identity": 0.05, **quiet},
             {"local": 0.2, "syntactic": 0.3, "delimiter": 0.1, "coreference": float("nan"),
-             "rare_word": float("nan"), "identity": 0.81},
+             "rare_word": float("nan"), "rare_target": 0.1, "identity": 0.05, "duplicate": 0.81},
+            {"local": 0.2, "syntactic": 0.1, "delimiter": 0.3, "coreference": 0.1,
+             "identity": 0.62, **quiet},
         ]
         return [{"scores": heads, "baseline": 0.6, "min_score": 0.5, "min_margin": 0.2,
-                 "about": "five heads (local; syntactic below the baseline + margin; syntactic; "
-                          "all low; NaN scores), baseline 0.6"},
+                 "about": "six heads (local; syntactic below the baseline + margin; syntactic; "
+                          "all low; NaN scores and a duplicate-token head; an identity head), "
+                          "baseline 0.6"},
                 {"scores": heads[1:3], "baseline": None, "min_score": 0.5, "min_margin": 0.2,
                  "about": "no baseline given"}]
     cases = []
     for k in range(3):
         heads = []
         for _ in range(25):
-            s = {r: float(v) for r, v in zip(head_metrics.ROLES, rng.uniform(0, 1, 6) ** 1.5)}
+            s = {r: float(v) for r, v in zip(head_metrics.ROLES,
+                                                rng.uniform(0, 1, len(head_metrics.ROLES)) ** 1.5)}
             for r in rng.choice(head_metrics.ROLES, size=rng.integers(0, 3), replace=False):
                 s[str(r)] = float("nan")
             heads.append(s)

@@ -284,6 +284,8 @@ class Sentence:
     repeat_of: list[int]  # a repeated name -> its earlier occurrence; -1 elsewhere
     is_delimiter: list[bool]  # [CLS], [SEP] and punctuation
     is_rare: list[bool]  # names (the long-tail vocabulary)
+    # a rare word -> the common, informative word that tells what it is; -1 elsewhere
+    rare_context: list[int]
     sentence_type: str = "."  # the closing delimiter
     world: str = "land"
 
@@ -303,14 +305,16 @@ class _Builder:
     rel: list[str] = field(default_factory=list)
     coref: list[int] = field(default_factory=list)
     repeat_of: list[int] = field(default_factory=list)
+    rare_context: list[int] = field(default_factory=list)
 
     def add(self, token: str, head: int = -1, rel: str = "", coref: int = -1,
-            repeat_of: int = -1) -> int:
+            repeat_of: int = -1, rare_context: int = -1) -> int:
         self.tokens.append(token)
         self.head.append(head)
         self.rel.append(rel)
         self.coref.append(coref)
         self.repeat_of.append(repeat_of)
+        self.rare_context.append(rare_context)
         return len(self.tokens) - 1
 
 
@@ -419,7 +423,7 @@ def _sentence(rng: np.random.Generator) -> Sentence:
     infos = [LEXICON[t] for t in b.tokens]
     return Sentence(
         tokens=b.tokens, pos=[w.pos for w in infos], head=b.head, rel=b.rel, coref=b.coref,
-        repeat_of=b.repeat_of,
+        repeat_of=b.repeat_of, rare_context=b.rare_context,
         is_delimiter=[w.pos in ("SPECIAL", "PUNCT") for w in infos],
         is_rare=[w.pos == "NAME" for w in infos], sentence_type=closer, world=world)
 

@@ -31,7 +31,7 @@ def test_train_toy_writes_checkpoint_config_and_heads(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert len(heads["heads"]) == config["n_layers"] * config["n_heads"]
     assert set(heads["best"]) == {"local", "syntactic", "delimiter", "coreference", "rare_word",
-                                  "identity"}
+                                  "rare_target", "identity", "duplicate"}
 
     from mha_course import toy_language, toy_model
 

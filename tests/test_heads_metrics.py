@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -67,18 +68,30 @@ def test_gold_head_attention_is_syntactic_and_beats_the_offset_baseline(corpus):
     assert prev == pytest.approx(np.mean([h == i - 1 for i, h in gold]))
 
 
-def test_coreference_and_copy_heads(corpus):
+def test_coreference_and_duplicate_heads(corpus):
     assert H.coreference_score(build(corpus, to_gold("coref")), corpus)[0, 0] == pytest.approx(1.0)
     copy = build(corpus, to_gold("repeat_of"))
-    assert H.repeat_score(copy, corpus)[0, 0] == pytest.approx(1.0)
-    assert H.identity_score(copy, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.duplicate_score(copy, corpus)[0, 0] == pytest.approx(1.0)
+    # a copy head looks at another position: only its [CLS]/[SEP]-parked queries could be on
+    # themselves, and those are not word queries, so it is no identity head at all
+    assert H.identity_score(copy, corpus)[0, 0] == pytest.approx(0.0)
 
 
-def test_self_attention_is_identity(corpus):
+def test_a_head_on_its_own_position_is_identity_not_duplicate(corpus):
     diag = build(corpus, lambda s: np.eye(len(s.tokens)))
     assert H.self_attention_mass(diag, corpus)[0, 0] == pytest.approx(1.0)
     assert H.identity_score(diag, corpus)[0, 0] == pytest.approx(1.0)
+    assert H.duplicate_score(diag, corpus)[0, 0] == 0.0
     assert H.attention_entropy(diag, corpus)[0, 0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_identity_is_the_mean_mass_on_the_diagonal():
+    s = SimpleNamespace(tokens=["[CLS]", "a", "b", "c", "[SEP]"],
+                        is_delimiter=[True, False, False, False, True])
+    A = np.full((5, 5), 0.1)
+    np.fill_diagonal(A, [0.6, 0.6, 0.3, 0.2, 0.6])  # rows need not sum to 1 for this check
+    # word queries only: (0.6 + 0.3 + 0.2) / 3
+    assert H.identity_score([A[None, None]], [s])[0, 0] == pytest.approx(1.1 / 3)
 
 
 def test_delimiter_head(corpus):
@@ -87,12 +100,44 @@ def test_delimiter_head(corpus):
     assert H.local_score(to_sep, corpus)[0, 0] < 0.2
 
 
-def test_rare_word_head(corpus):
-    def to_rare(s):
-        n = len(s.tokens)
-        rare = [i for i, r in enumerate(s.is_rare) if r]
-        return one_hot_rows([rare[0] if rare else 0] * n, n)
-    assert H.rare_word_score(build(corpus, to_rare), corpus)[0, 0] == pytest.approx(1.0)
+def to_first_rare(s):
+    """Every query -> the sentence's first rare word (or [SEP] if it has none)."""
+    n = len(s.tokens)
+    rare = [i for i, r in enumerate(s.is_rare) if r]
+    return one_hot_rows([rare[0] if rare else n - 1] * n, n)
+
+
+def test_rare_target_head_attends_to_rare_words(corpus):
+    assert H.rare_target_score(build(corpus, to_first_rare), corpus)[0, 0] == pytest.approx(1.0)
+
+
+# A sentence with a rare word (position 2) whose context word is a common noun (position 4).
+RARE = SimpleNamespace(tokens=["[CLS]", "the", "Balo", "fox", "sailor", "[SEP]"],
+                       is_delimiter=[True, False, False, False, False, True],
+                       is_rare=[False, False, True, False, False, False],
+                       rare_context=[-1, -1, 4, -1, -1, -1])
+
+
+def test_rare_word_and_rare_target_read_opposite_directions():
+    from_rare = one_hot_rows([0, 1, 4, 3, 4, 5], 6)  # the rare word -> its context word
+    to_rare = one_hot_rows([0, 2, 2, 2, 2, 5], 6)  # every word -> the rare word
+    # from_rare: the one annotated rare query hits its context word, and no query looks at the
+    # rare word; to_rare: every word query looks at the rare word, which looks at itself
+    assert H.rare_word_score([from_rare[None, None]], [RARE])[0, 0] == 1.0
+    assert H.rare_target_score([from_rare[None, None]], [RARE])[0, 0] == 0.0
+    assert H.rare_word_score([to_rare[None, None]], [RARE])[0, 0] == 0.0
+    assert H.rare_target_score([to_rare[None, None]], [RARE])[0, 0] == 1.0
+
+
+def test_rare_word_counts_only_rare_queries_with_a_context_and_is_nan_without_one(corpus):
+    wrong = SimpleNamespace(**{**vars(RARE), "is_rare": [False] * 6})  # annotated, but not rare
+    A = one_hot_rows([0, 1, 4, 3, 4, 5], 6)[None, None]
+    assert np.isnan(H.rare_word_score([A], [wrong])[0, 0])
+    bare = SimpleNamespace(**{k: v for k, v in vars(RARE).items() if k != "rare_context"})
+    assert np.isnan(H.rare_word_score([A], [bare])[0, 0])
+    assert H.fixed_offset_baseline([RARE, RARE], attr="rare_context") == (2, 1.0)
+    with pytest.raises(ValueError, match="rare_context"):
+        H.fixed_offset_baseline([bare], attr="rare_context")
 
 
 def test_uniform_attention_scores_low(corpus):
@@ -111,7 +156,7 @@ def test_uniform_attention_scores_low(corpus):
 def test_random_attention_scores_low_on_argmax_roles(corpus):
     rng = np.random.default_rng(0)
     A = [rng.dirichlet(np.ones(len(s.tokens)), size=(1, 1, len(s.tokens))) for s in corpus]
-    for metric in (H.syntactic_score, H.coreference_score, H.rare_word_score, H.repeat_score):
+    for metric in (H.syntactic_score, H.coreference_score, H.rare_target_score, H.duplicate_score):
         assert metric(A, corpus)[0, 0] < 0.3, metric.__name__
 
 
@@ -126,42 +171,58 @@ def test_most_attended_key_ignores_delimiters():
     assert H.delimiter_score([A[None, None]], [s])[0, 0] == pytest.approx(0.9)
 
 
-def test_repeat_score_reads_repeats_from_the_tokens():
+def test_duplicate_score_reads_repeats_from_the_tokens():
     s = SimpleNamespace(tokens=["[CLS]", "Alvo", "sees", "Alvo", "[SEP]"],
                         is_delimiter=[True, False, False, False, True])
     A = one_hot_rows([0, 1, 1, 1, 4], 5)  # the second "Alvo" looks at the first
-    assert H.repeat_score([A[None, None]], [s])[0, 0] == 1.0
+    assert H.duplicate_score([A[None, None]], [s])[0, 0] == 1.0
     A = one_hot_rows([0, 1, 1, 3, 4], 5)  # looking at itself is not a copy of an earlier token
-    assert H.repeat_score([A[None, None]], [s])[0, 0] == 0.0
+    assert H.duplicate_score([A[None, None]], [s])[0, 0] == 0.0
     no_repeat = SimpleNamespace(tokens=["[CLS]", "a", "[SEP]"], is_delimiter=[True, False, True])
-    assert np.isnan(H.repeat_score([np.eye(3)[None, None]], [no_repeat])[0, 0])
+    assert np.isnan(H.duplicate_score([np.eye(3)[None, None]], [no_repeat])[0, 0])
+
+
+def to_context(s):
+    """A rare word -> its context word; every other query -> [SEP]."""
+    n = len(s.tokens)
+    return one_hot_rows([c if c >= 0 else n - 1 for c in s.rare_context], n)
+
+
+def with_some_context(s):
+    """The sentence with every rare word's context set to the last common noun (whatever the
+    grammar annotates): the metrics need some annotation, not the grammar's."""
+    nouns = [i for i, p in enumerate(s.pos) if p == "NOUN"]
+    context = [nouns[-1] if rare and nouns else -1 for rare in s.is_rare]
+    return dataclasses.replace(s, rare_context=context)
 
 
 def test_classify_heads_names_each_planted_head(corpus):
-    def to_rare(s):
-        n = len(s.tokens)
-        rare = [i for i, r in enumerate(s.is_rare) if r]
-        return one_hot_rows([rare[0] if rare else n - 1] * n, n)
-
     def to_delim(s):
         return one_hot_rows([len(s.tokens) - 1] * len(s.tokens), len(s.tokens))
 
     rules = {"local": previous_token, "syntactic": to_gold("head"), "delimiter": to_delim,
-             "coreference": to_gold("coref"), "rare_word": to_rare,
-             "identity": lambda s: np.eye(len(s.tokens))}
-    attentions = [as_model(*(rule(s) for rule in rules.values())) for s in corpus]
-    scores = H.head_scores(attentions, corpus)
-    assert all(scores[k].shape == (1, 6) for k in scores)
-    _, baseline = H.fixed_offset_baseline(corpus)
+             "coreference": to_gold("coref"), "rare_word": to_context,
+             "rare_target": to_first_rare, "identity": lambda s: np.eye(len(s.tokens)),
+             "duplicate": to_gold("repeat_of")}
+    assert tuple(rules) == H.ROLES
+    sentences = [with_some_context(s) for s in corpus]
+    attentions = [as_model(*(rule(s) for rule in rules.values())) for s in sentences]
+    scores = H.head_scores(attentions, sentences)
+    assert all(scores[k].shape == (1, len(rules)) for k in scores)
+    _, baseline = H.fixed_offset_baseline(sentences)
     table = H.classify_heads(scores, syntactic_baseline=baseline)
     assert [row["role"] for row in table] == list(rules)
     for i, role in enumerate(rules):
         assert scores[role][0, i] == pytest.approx(1.0), role
-    # A head can play two roles: the rare-word head (here: always the sentence's first name) also
-    # looks from a repeated name back to its earlier occurrence whenever the first name is the
-    # one repeated, so it almost ties with the copy head on identity.
-    assert scores["identity"][0, 4] > 0.9
+    # A head can play two roles: the rare-target head (here: always the sentence's first name)
+    # also looks from a repeated name back to its earlier occurrence whenever the first name is
+    # the one repeated, so it almost ties with the duplicate head.
+    assert scores["duplicate"][0, 5] > 0.9
+    # the duplicate head and the identity head are apart: each scores ~0 on the other's role
+    assert scores["identity"][0, 7] < 0.05 and scores["duplicate"][0, 6] == 0.0
     assert all(H.best_heads(scores)[r]["score"] == pytest.approx(1.0) for r in H.ROLES)
+    with pytest.raises(ValueError, match="missing: duplicate"):
+        H.best_heads({r: v for r, v in scores.items() if r != "duplicate"})
 
 
 def test_shape_errors_name_the_problem(corpus):

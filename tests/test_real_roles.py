@@ -15,7 +15,8 @@ from mha_course.analysis import heads as H
 from mha_course.analysis.alignment import load_corpus
 from mha_course.analysis.real_roles import (
     is_punctuation, layer_profile, minilm_layer_profile, minilm_role_scores, piece_sentence,
-    piece_sentences, rare_word_chance, with_syntax, word_counts, words_only)
+    piece_sentences, rare_to_frequent_mass, rare_to_frequent_uniform, rare_word_chance,
+    with_syntax, word_counts, words_only)
 from mha_course.pretrained import load_minilm
 
 # A hand-made result: "The cat saw the aardvark." in word pieces, with its words.
@@ -97,17 +98,34 @@ def test_planted_heads_score_what_they_were_built_to_do():
     assert scores["sink_cls"][0, 1] == 1.0 and scores["sink_sep"][0, 1] == 0.0
     # uniform: each word query has 2 neighbours among 9 keys, 3 delimiter keys, itself once
     assert local[2] == pytest.approx(2 / N) and delimiter[2] == pytest.approx(3 / N)
-    assert scores["self_attention"][0, 2] == pytest.approx(1 / N)
+    assert scores["identity"][0, 2] == pytest.approx(1 / N)
     assert scores["entropy"][0, 2] == pytest.approx(math.log(N))
     distance = np.abs(np.arange(N)[:, None] - np.arange(N)[None, :]).mean(axis=1)  # (N,)
     assert scores["mean_distance"][0, 2] == pytest.approx(distance[WORD_QUERIES].mean())
-    assert scores["identity"][0, 3] == 1.0 and scores["self_attention"][0, 3] == 1.0
+    assert scores["identity"][0, 3] == 1.0 and scores["duplicate"][0, 3] == 0.0
     # the copy head: the only repeated piece finds its earlier occurrence; no self-attention
-    assert scores["repeat"][0, 4] == 1.0 and scores["self_attention"][0, 4] == 0.0
-    assert scores["identity"][0, 4] == 1.0
-    assert scores["rare_word"][0, 5] == 1.0 and scores["rare_word"][0, 1] == 0.0
+    assert scores["duplicate"][0, 4] == 1.0 and scores["identity"][0, 4] == 0.0
+    assert scores["rare_target"][0, 5] == 1.0 and scores["rare_target"][0, 1] == 0.0
+    # no annotation says which word tells what a rare word is: the subject's rare_word is NaN
+    assert np.isnan(scores["rare_word"]).all()
+    assert set(H.ROLES) - set(scores) == {"syntactic", "coreference"}
     assert scores["entropy"][0, 0] == pytest.approx(0.0, abs=1e-9)
     assert "syntactic" not in scores and "coreference" not in scores
+
+
+def test_rare_to_frequent_mass_reads_from_rare_queries_onto_frequent_keys():
+    # rare pieces: saw (3), aard (5), ##vark (6); frequent keys: the (1), cat (2), the (4)
+    r = result([PREVIOUS, ON_CLS, UNIFORM, ON_RARE])
+    sentences = piece_sentences([r], COUNTS)
+    mass = rare_to_frequent_mass([r.attentions], sentences)
+    # previous piece: saw -> cat, aard -> the (frequent), ##vark -> aard (rare): 2 of 3
+    np.testing.assert_allclose(mass, [[2 / 3, 0.0, 3 / N, 0.0]])
+    assert rare_to_frequent_uniform(sentences) == pytest.approx(3 / N)
+    none_rare = piece_sentences([r], {"the": 5, "cat": 5, "saw": 5, "aardvark": 5})
+    assert np.isnan(rare_to_frequent_mass([r.attentions], none_rare)).all()
+    assert math.isnan(rare_to_frequent_uniform(none_rare))
+    with pytest.raises(ValueError, match="one attention array per sentence"):
+        rare_to_frequent_mass([r.attentions, r.attentions], sentences)
 
 
 def test_rare_word_chance_counts_rare_word_keys_in_sentences_that_have_one():
@@ -156,9 +174,9 @@ def test_with_syntax_adds_the_word_level_roles_so_every_role_has_a_best_head():
     syntactic, coreference = np.array([[0.2, 0.9, 0.1]]), np.array([[0.7, 0.0, 0.3]])
     report = SimpleNamespace(relations={"all": SimpleNamespace(dep_to_head=SimpleNamespace(
         accuracy=syntactic))}, coreference=SimpleNamespace(accuracy=coreference))
-    six = with_syntax(scores, report)
-    assert set(H.ROLES) <= set(six)
-    best = H.best_heads(six)
+    every = with_syntax(scores, report)
+    assert set(H.ROLES) <= set(every)
+    best = H.best_heads(every)
     assert (best["syntactic"]["head"], best["coreference"]["head"]) == (1, 0)
     assert (best["local"]["head"], best["identity"]["head"]) == (0, 2)
     assert np.isnan(with_syntax(scores, SimpleNamespace(relations=report.relations,
@@ -226,23 +244,23 @@ def test_minilm_layer_0_head_2_is_a_previous_token_head(minilm):
     assert min(previous) > 0.95  # every piece, in every sentence, on the piece before it
 
 
-def test_minilm_identity_heads_copy_earlier_occurrences_rather_than_look_at_themselves(minilm):
+def test_minilm_has_a_duplicate_head_but_no_identity_head(minilm):
     _, results, counts = minilm
     scores = minilm_role_scores(results, counts)
-    # measured: L0H8 repeat 0.84-0.88, while no head puts more than 0.18 on the piece itself
-    assert np.unravel_index(scores["identity"].argmax(), (6, 12)) == (0, 8)
-    assert scores["repeat"][0, 8] >= 0.7
-    assert scores["self_attention"].max() < 0.3
+    # measured: L0H8 duplicate 0.84-0.88, while no head puts more than 0.18 on the piece itself
+    assert np.unravel_index(scores["duplicate"].argmax(), (6, 12)) == (0, 8)
+    assert scores["duplicate"][0, 8] >= 0.7
+    assert scores["identity"].max() < 0.3
 
 
-def test_minilm_rare_word_head_sits_in_the_last_layer_and_beats_chance(minilm):
+def test_minilm_rare_target_head_sits_in_the_last_layer_and_beats_chance(minilm):
     _, results, counts = minilm
     scores = minilm_role_scores(results, counts)
     chance = rare_word_chance(piece_sentences(results, counts))
-    layer, head = np.unravel_index(np.nanargmax(scores["rare_word"]), (6, 12))
+    layer, head = np.unravel_index(np.nanargmax(scores["rare_target"]), (6, 12))
     # measured: best 0.66-0.75 (L5H4, L5H7 or L5H11) against a chance level of 0.29-0.32
     assert layer == 5
-    assert scores["rare_word"][layer, head] >= chance + 0.25
+    assert scores["rare_target"][layer, head] >= chance + 0.25
 
 
 def test_minilm_layers_park_on_delimiters_in_the_middle_and_look_widest_at_the_top(minilm):

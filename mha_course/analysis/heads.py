@@ -5,6 +5,19 @@ queries and columns = keys, plus the sentence's annotations (any object with the
 such as `toy_language.Sentence`), and returns one score per head, shaped (n_layers, n_heads).
 The same functions serve the toy model, MiniLM and a student's own model.
 
+The roles (`ROLES`), each with the direction it measures (query -> key):
+- local: mass on the neighbours i - 1 and i + 1;
+- syntactic: a word -> its gold head (`s.head`: in the toy language, verb -> its subject);
+- delimiter: mass on delimiter and special keys ([CLS], [SEP], punctuation);
+- coreference: a pronoun -> its antecedent (`s.coref`);
+- rare_word: the rare-word head as the course's subject defines it, FROM a rare word TO the
+  common, informative word that tells what the rare word is (`s.rare_context`);
+- rare_target: the rare-word head of Voita et al. (2019), any word TO a rare word (the
+  direction is the other way round: the rare word is the key, not the query);
+- identity: the query's own position (mean attention on the diagonal), the subject's identity head;
+- duplicate: a repeated token -> an earlier occurrence of the same token (a duplicate-token or
+  copy head). It is not an identity head: the key is another position, with the same token.
+
 Conventions (after Clark et al. 2019 and Voita et al. 2019):
 - scores average over *word* queries (not delimiters or special tokens), pooled over sentences;
 - "most-attended key" ignores delimiter keys, since heads park unused attention there.
@@ -18,12 +31,13 @@ import numpy as np
 
 __all__ = [
     "ROLES", "local_score", "syntactic_score", "fixed_offset_baseline", "delimiter_score",
-    "coreference_score", "rare_word_score", "self_attention_mass", "repeat_score",
-    "identity_score", "attention_entropy",
+    "coreference_score", "rare_word_score", "rare_target_score", "self_attention_mass",
+    "identity_score", "duplicate_score", "attention_entropy",
     "mean_attention_distance", "head_scores", "classify_heads", "best_heads",
 ]
 
-ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_word", "identity")
+ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_word", "rare_target",
+         "identity", "duplicate")
 
 
 def _check(attentions: Sequence[np.ndarray], sentences: Sequence) -> None:
@@ -94,8 +108,15 @@ def syntactic_score(attentions, sentences) -> np.ndarray:
 def fixed_offset_baseline(sentences, attr: str = "head") -> tuple[int, float]:
     """The best 'always attend to i + k' rule for the relation in `attr`: (k, fraction correct).
 
-    A head that only beats this by a little may be positional, not syntactic.
+    `attr` names a per-token list of target positions, -1 where none: "head" (syntactic),
+    "coref" (coreference), "rare_context" (the subject's rare-word relation), "repeat_of".
+    A head that only beats this by a little may be positional, not relational.
     """
+    missing = [k for k, s in enumerate(sentences) if not hasattr(s, attr)]
+    if missing:
+        raise ValueError(f"fixed_offset_baseline(attr={attr!r}) needs sentences annotated with "
+                         f"{attr!r} (e.g. 'head', 'coref', 'rare_context'); sentence {missing[0]} "
+                         "has no such attribute")
     offsets: dict[int, int] = {}
     total = 0
     for s in sentences:
@@ -126,7 +147,21 @@ def coreference_score(attentions, sentences) -> np.ndarray:
 
 
 def rare_word_score(attentions, sentences) -> np.ndarray:
-    """Over sentences with a rare word: fraction of word queries whose top word key is rare."""
+    """The subject's rare-word head, FROM rare words TO common, informative words: over rare words
+    i with an annotated context word (`s.rare_context[i] >= 0`, the common word that tells what
+    the rare word is), the fraction whose most-attended word key is that word. NaN where nothing
+    is annotated (e.g. a real model's sentences, which carry no `rare_context`)."""
+    def targets(s):
+        context = getattr(s, "rare_context", None)
+        if context is None:
+            return np.full(len(s.tokens), -1)
+        return np.where(np.asarray(s.is_rare, dtype=bool), np.asarray(context), -1)  # (n,)
+    return _fraction_hitting(attentions, sentences, targets)
+
+
+def rare_target_score(attentions, sentences) -> np.ndarray:
+    """Voita et al. (2019)'s rare-word head, any word TO a rare word: over sentences with a rare
+    word, the fraction of word queries whose most-attended word key is rare."""
     _check(attentions, sentences)
     per = []
     for A, s in zip(attentions, sentences):
@@ -153,15 +188,23 @@ def _earlier_occurrence_targets(s) -> list[list[int]]:
 
 
 def self_attention_mass(attentions, sentences) -> np.ndarray:
-    """Mean attention mass on the query's own position, over word queries."""
+    """Mean attention mass on the query's own position, mean_i A[i, i], over word queries."""
     _check(attentions, sentences)
     per = [np.diagonal(A, axis1=-2, axis2=-1)[..., _words(s)] for A, s in zip(attentions, sentences)]
     return _pooled_mean(per)
 
 
-def repeat_score(attentions, sentences) -> np.ndarray:
+def identity_score(attentions, sentences) -> np.ndarray:
+    """The subject's identity head, which attends to the token's own position: the self-attention
+    mass (`self_attention_mass`). 1 for a head that only looks at itself; a head that copies an
+    earlier occurrence of the same token scores ~0 here (see `duplicate_score`)."""
+    return self_attention_mass(attentions, sentences)
+
+
+def duplicate_score(attentions, sentences) -> np.ndarray:
     """Over tokens that occurred earlier in the sentence: fraction whose most-attended key is an
-    earlier occurrence of the same token (a duplicate-token / copy head). NaN if nothing repeats."""
+    earlier occurrence of the same token (a duplicate-token / copy head). Looking at itself does
+    not count. NaN if nothing repeats."""
     _check(attentions, sentences)
     hits = []
     for A, s in zip(attentions, sentences):
@@ -175,11 +218,6 @@ def repeat_score(attentions, sentences) -> np.ndarray:
     if not hits:
         return np.full(_shape(attentions), np.nan)
     return _pooled_mean(hits)
-
-
-def identity_score(attentions, sentences) -> np.ndarray:
-    """The larger of the self-attention mass and the repeat (copy) score, per head."""
-    return np.fmax(self_attention_mass(attentions, sentences), repeat_score(attentions, sentences))
 
 
 def attention_entropy(attentions, sentences) -> np.ndarray:
@@ -211,14 +249,26 @@ def head_scores(attentions, sentences) -> dict[str, np.ndarray]:
         "delimiter": delimiter_score(attentions, sentences),
         "coreference": coreference_score(attentions, sentences),
         "rare_word": rare_word_score(attentions, sentences),
+        "rare_target": rare_target_score(attentions, sentences),
         "identity": identity_score(attentions, sentences),
+        "duplicate": duplicate_score(attentions, sentences),
         "entropy": attention_entropy(attentions, sentences),
         "mean_distance": mean_attention_distance(attentions, sentences),
     }
 
 
+def _check_roles(scores) -> None:
+    missing = [r for r in ROLES if r not in scores]
+    if missing:
+        raise ValueError(f"scores must have a (n_layers, n_heads) table for every role in ROLES "
+                         f"{ROLES}; missing: {', '.join(missing)} (use NaN for a role that "
+                         "cannot be measured)")
+
+
 def best_heads(scores: dict[str, np.ndarray]) -> dict[str, dict]:
-    """For every role: the best head (layer, head) and its score."""
+    """For every role in ROLES: the best head (layer, head) and its score (NaN, at head (0, 0),
+    for a role that could not be measured, e.g. rare_word on sentences with no `rare_context`)."""
+    _check_roles(scores)
     out = {}
     for role in ROLES:
         S = np.nan_to_num(scores[role], nan=-1.0)
@@ -234,7 +284,8 @@ def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | No
     A head whose best score is below `min_score` gets the role "none". The syntactic role only
     counts when the head beats the fixed-offset baseline by `min_margin` (else it is positional).
     """
-    n_layers, n_heads = scores["local"].shape
+    _check_roles(scores)
+    n_layers, n_heads = np.shape(scores["local"])
     table = []
     for layer in range(n_layers):
         for head in range(n_heads):

@@ -1,7 +1,7 @@
 """The specialization lab's role metrics (`analysis.heads`) on a real model's word pieces.
 
 `analysis.heads` scores heads from attention arrays (n_layers, n_heads, n, n) and sentence
-annotations: `tokens`, `is_delimiter`, `is_rare`, `head`, `coref`. The toy language ships those
+annotations: `tokens`, `is_delimiter`, `is_rare`, `head`, `coref`, `rare_context`. The toy language ships those
 annotations; for MiniLM this module builds them from an `EncoderResult`, at the level of word
 pieces, which is where the attention lives:
 
@@ -21,12 +21,15 @@ pieces, which is where the attention lives:
   Clark et al. (2019) score them, by `analysis.syntax` (spaCy's parse aligned with the pieces,
   attention summed over a word's pieces); mapping them onto single pieces would score a head
   wrong for looking at the second piece of "nut ##me ##g". `with_syntax` adds those two word-level
-  tables to the piece-level ones, so that `heads.best_heads` and `heads.classify_heads` see all
-  six roles.
+  tables to the piece-level ones, so that `heads.best_heads` and `heads.classify_heads` see every
+  role of `heads.ROLES`.
 
     counts = word_counts(corpus_results)               # from the model's runs of the corpus
     scores = minilm_role_scores(results, counts)       # {"local": (n_layers, n_heads), ...}
     profile = minilm_layer_profile(results)            # {"entropy": (n_layers,), ...}
+    sentences = piece_sentences(results, counts)
+    mass = rare_to_frequent_mass([r.attentions for r in results], sentences)  # (n_layers, n_heads)
+    uniform = rare_to_frequent_uniform(sentences)      # the same for an even spread
 
 Heads park attention on [CLS] (the attention sink), which makes a broad-looking row out of a
 head that is idle. `words_only` renormalises each row over the word keys, so that entropy and
@@ -46,6 +49,7 @@ from mha_course.analysis.syntax import attention_sink
 
 __all__ = ["SPECIAL_PIECES", "RARE_MAX_COUNT", "PieceSentence", "is_punctuation", "word_counts",
            "piece_sentence", "piece_sentences", "minilm_role_scores", "rare_word_chance",
+           "rare_to_frequent_mass", "rare_to_frequent_uniform",
            "words_only", "layer_profile", "minilm_layer_profile", "with_syntax"]
 
 SPECIAL_PIECES = ("[CLS]", "[SEP]")
@@ -57,13 +61,15 @@ class PieceSentence:
     """One text at the level of its n word pieces, annotated for `analysis.heads`.
 
     tokens: the pieces ([CLS] first, [SEP] last); is_delimiter, is_rare (n,) bool;
-    head, coref (n,) int, all -1 (scored at word level by `analysis.syntax`, see the module).
+    head, coref (n,) int, all -1 (scored at word level by `analysis.syntax`, see the module);
+    rare_context (n,) int, all -1 (free text does not say which word tells what a rare word is).
     """
     tokens: list[str]
     is_delimiter: np.ndarray
     is_rare: np.ndarray
     head: np.ndarray
     coref: np.ndarray
+    rare_context: np.ndarray
 
 
 def is_punctuation(piece: str) -> bool:
@@ -114,7 +120,7 @@ def piece_sentence(result, counts: Mapping[str, int],
     rare_word = np.array([bool(w) and counts.get(w, 0) <= rare_max_count for w in words])
     is_rare = rare_word[word_of_piece] & ~is_delimiter  # (n,)
     none = np.full(n, -1, dtype=np.int64)  # (n,)
-    return PieceSentence(tokens, is_delimiter, is_rare, none, none.copy())
+    return PieceSentence(tokens, is_delimiter, is_rare, none, none.copy(), none.copy())
 
 
 def piece_sentences(results, counts: Mapping[str, int],
@@ -138,10 +144,13 @@ def minilm_role_scores(results, counts: Mapping[str, int],
     """Every piece-level role score of `analysis.heads`, pooled over the results; each value is
     (n_layers, n_heads):
 
-    local, delimiter, rare_word, identity (= max(self_attention, repeat)), self_attention,
-    repeat, entropy (nats), mean_distance (pieces), as defined in `analysis.heads`; sink_cls,
-    sink_sep: the mass the pieces put on [CLS] and on [SEP] (`analysis.syntax.attention_sink`).
-    syntactic and coreference are not here: see `with_syntax`.
+    local, delimiter, rare_target (Voita's: any piece TO a rare piece), identity (the mass on
+    the piece's own position), duplicate (a repeated piece TO its earlier occurrence), entropy
+    (nats), mean_distance (pieces), as defined in `analysis.heads`; rare_word (the subject's,
+    FROM a rare word TO its informative context word): NaN, nothing annotates that word here
+    (see `rare_to_frequent_mass`); sink_cls, sink_sep: the mass the pieces put on [CLS] and on
+    [SEP] (`analysis.syntax.attention_sink`). syntactic and coreference are not here: see
+    `with_syntax`.
     """
     results = list(results)
     if not results:
@@ -151,8 +160,6 @@ def minilm_role_scores(results, counts: Mapping[str, int],
     scores = heads.head_scores(attentions, sentences)
     for role in ("syntactic", "coreference"):  # no piece-level gold: NaN tables, left out
         del scores[role]
-    scores["self_attention"] = heads.self_attention_mass(attentions, sentences)
-    scores["repeat"] = heads.repeat_score(attentions, sentences)
     sink = attention_sink(attentions)
     scores["sink_cls"], scores["sink_sep"] = sink["[CLS]"], sink["[SEP]"]
     return scores
@@ -160,7 +167,7 @@ def minilm_role_scores(results, counts: Mapping[str, int],
 
 def rare_word_chance(sentences) -> float:
     """The rare-word score of a head whose most-attended word key is drawn at random: over word
-    queries of the sentences that contain a rare piece (pooled as in `heads.rare_word_score`),
+    queries of the sentences that contain a rare piece (pooled as in `heads.rare_target_score`),
     the mean fraction of word keys that are rare. NaN if no sentence has a rare piece."""
     fractions = []
     for s in sentences:
@@ -169,6 +176,36 @@ def rare_word_chance(sentences) -> float:
         if rare.any():
             fractions.append(np.full(int(words.sum()), rare[words].mean()))
     return float(np.concatenate(fractions).mean()) if fractions else float("nan")
+
+
+def _frequent_keys(s) -> np.ndarray:
+    """(n,) bool: pieces of frequent words (not rare, not [CLS]/[SEP] or punctuation)."""
+    return ~np.asarray(s.is_rare, dtype=bool) & ~np.asarray(s.is_delimiter, dtype=bool)
+
+
+def rare_to_frequent_mass(attentions, sentences) -> np.ndarray:
+    """The subject's rare-word direction without an annotation: the mean attention mass that
+    rare-piece queries put on the pieces of frequent words, sum_j A[i, j] [j frequent], averaged
+    over every rare query i of every sentence (pooled). (n_layers, n_heads); NaN if no sentence
+    has a rare piece. Compare with `rare_to_frequent_uniform`: the frequent words take part of
+    any spread, so the mass means something only above that."""
+    attentions = [np.asarray(A) for A in attentions]
+    heads._check(attentions, sentences)
+    per = []
+    for A, s in zip(attentions, sentences):
+        rare = np.asarray(s.is_rare, dtype=bool)  # (n,)
+        mass = A[..., _frequent_keys(s)].sum(axis=-1)  # (n_layers, n_heads, n)
+        per.append(mass[..., rare])  # (n_layers, n_heads, n_rare)
+    return heads._pooled_mean(per)
+
+
+def rare_to_frequent_uniform(sentences) -> float:
+    """`rare_to_frequent_mass` of a uniform head (each rare query spreads 1/n over its n keys):
+    the mean, over the rare queries, of the share of a sentence's pieces that belong to frequent
+    words. NaN if no sentence has a rare piece."""
+    shares = [np.full(int(np.sum(s.is_rare)), _frequent_keys(s).mean()) for s in sentences]
+    shares = [x for x in shares if x.size]
+    return float(np.concatenate(shares).mean()) if shares else float("nan")
 
 
 def words_only(attentions, sentences) -> list[np.ndarray]:
