@@ -109,6 +109,10 @@ def test_the_delimiter_head_goes_underneath_and_thinner():
     fig = head_view(A, TOKENS, labels=["delimiter", "local"], threshold=0.5, background_roles=())
     widths = {to_hex(p.get_edgecolor()): p.get_linewidth() for p in fig.axes[0].patches}
     assert widths[to_hex(ROLE_STYLES["delimiter"][0])] == pytest.approx(4.0)
+    # alone it covers nothing: full width, no note
+    fig = head_view(fan, TOKENS, labels=["delimiter"], threshold=0.5)
+    assert max(p.get_linewidth() for p in fig.axes[0].patches) == pytest.approx(4.0)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["delimiter"]
 
 
 def test_drawn_arcs_lists_exactly_the_lines_the_view_draws():

@@ -11,9 +11,9 @@ Line width is proportional to the weight; weights below `threshold` are not draw
 lists exactly what a call draws, so that a text can quote the figure.
 
 A delimiter head puts nearly all of every word's weight on one token: its fan of thick arcs would
-cover every other head. Heads whose label names a role in `background_roles` (default: the
-delimiter) are therefore drawn first, underneath the others, at half the line width; the legend
-marks them "(underneath, thinner)". Pass `background_roles=()` to draw every head alike, or leave
+cover every other head. When several heads share the view, heads whose label names a role in
+`background_roles` (default: the delimiter) are therefore drawn underneath the others, at half the
+line width; the legend marks them "(underneath, thinner)". Pass `background_roles=()` to draw every head alike, or leave
 a head out with `heads=` to hide it.
 """
 
@@ -113,8 +113,8 @@ def head_view(weights, tokens: Sequence[str], *, heads: Sequence[int] | None = N
     labels: one legend entry per drawn head (default "head i"); a label that names a role of
     ROLE_STYLES takes that role's colour and line style unless `styles` maps the label to
     (colour, linestyle). threshold: weights below it are not drawn (`drawn_arcs` lists what is).
-    background_roles: heads whose label names one of these roles go underneath the others, at
-    half the line width (see the module). Returns the Figure.
+    background_roles: with several heads, those whose label names one of these roles go underneath
+    the others, at half the line width (see the module). Returns the Figure.
     """
     A, tokens, heads, labels = _check_view(weights, tokens, heads, labels, threshold)
     if layout not in ("arcs", "columns"):
@@ -130,7 +130,8 @@ def head_view(weights, tokens: Sequence[str], *, heads: Sequence[int] | None = N
     else:
         fig = ax.figure
     draw = _draw_arcs if layout == "arcs" else _draw_columns
-    background = [_role(label) in background_roles for label in labels]
+    # alone, a head covers nothing: it goes underneath only when it shares the axes
+    background = [len(heads) > 1 and _role(label) in background_roles for label in labels]
     handles = []
     for h, label, (colour, ls), behind in zip(heads, labels, _styles(labels, styles), background):
         width = max_linewidth * (BACKGROUND_WIDTH if behind else 1.0)
