@@ -54,13 +54,17 @@ def test_every_control_changes_the_figure_in_every_view(view):
     assert digest(panel) not in seen and panel.tokens == SENTENCES[1].split()
 
 
-def _crimson(png: bytes) -> np.ndarray:
+def _highlight(png: bytes) -> np.ndarray:
+    """Where the PNG has the palette's highlight colour (the selected head's frame)."""
     import io
 
     import matplotlib.image
+    from matplotlib.colors import to_rgb
+
+    from mha_course.viz.palette import HIGHLIGHT
 
     rgb = (matplotlib.image.imread(io.BytesIO(png))[..., :3] * 255).round()  # (height, width, 3)
-    return np.all(np.abs(rgb - [220, 20, 60]) <= 2, axis=-1)  # (height, width)
+    return np.all(np.abs(rgb - np.array(to_rgb(HIGHLIGHT)) * 255) <= 2, axis=-1)  # (height, width)
 
 
 def test_grid_frames_exactly_the_selected_head_and_keeps_the_mosaic():
@@ -69,14 +73,14 @@ def test_grid_frames_exactly_the_selected_head_and_keeps_the_mosaic():
     for layer, head in [(0, 0), (1, 2), (0, 1)]:
         panel.layer.value, panel.head.value = layer, head
         assert panel._mosaic[1] is reference  # a slider move does not redraw the figure
-        red = _crimson(panel.image.value)
+        frame = _highlight(panel.image.value)
         x0, y0, x1, y1 = panel._mosaic[2][layer, head]
-        rows, cols = np.nonzero(red)
-        # the frame hugs the selected tile: all red pixels within 2 px of its box, on all 4 sides
+        rows, cols = np.nonzero(frame)
+        # the frame hugs the selected tile: all frame pixels within 2 px of its box, on all 4 sides
         assert rows.min() == y0 - 2 and rows.max() == y1 + 1
         assert cols.min() == x0 - 2 and cols.max() == x1 + 1
-        assert red[y0 - 2:y0, x0:x1].all() and red[y1:y1 + 2, x0:x1].all()
-        assert not red[y0 + 2:y1 - 2, x0 + 2:x1 - 2].any()  # the tile itself is not painted
+        assert frame[y0 - 2:y0, x0:x1].all() and frame[y1:y1 + 2, x0:x1].all()
+        assert not frame[y0 + 2:y1 - 2, x0 + 2:x1 - 2].any()  # the tile itself is not painted
     # the tiles sit where head_mosaic draws them: the box of (1, 2) is right of and below (0, 1)
     boxes = panel._mosaic[2]
     assert boxes[1, 2][0] > boxes[0, 1][2] and boxes[1, 2][1] > boxes[0, 1][3]

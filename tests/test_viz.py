@@ -129,8 +129,11 @@ def test_head_grid_single_layer_and_shared_colour_scale():
     axes = panels(fig, 4)
     assert len(fig.axes) == 4 + 1  # four panels and one colour bar
     assert [ax.get_title() for ax in axes] == ["L0H0", "L0H1", "L0H2", "L0H3"]
-    assert {ax.images[0].norm.vmax for ax in axes} == {W.max()}
+    assert {ax.images[0].norm.vmax for ax in axes} == {1.0}  # one fixed scale: 0 to 1
     assert {ax.images[0].norm.vmin for ax in axes} == {0.0}
+    fig = head_grid(W, TOKENS, vmax=None, suptitle="random")  # or the largest weight, said so
+    assert {ax.images[0].norm.vmax for ax in panels(fig, 4)} == {W.max()}
+    assert fig._suptitle.get_text() == f"random (auto-scaled: 0 to {W.max():.2g})"
 
 
 def test_head_grid_labels_only_the_outer_panels():
@@ -185,8 +188,15 @@ def test_projected_tokens_labels_queries_and_keys():
     rng = np.random.default_rng(1)
     Q, K = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
     ax = projected_tokens(Q, K, TOKENS, title="head 1", weights=random_weights(5, 5))
-    texts = [t.get_text() for t in ax.texts if t.get_text()]
-    assert texts == TOKENS + TOKENS  # one label per query, one per key
+    from mha_course.viz.projection import KEY_COLOUR, QUERY_COLOUR
+
+    by_colour = {}
+    for t in ax.texts:
+        if t.get_text():
+            by_colour.setdefault(t.get_color(), []).append(t.get_text())
+    # one label per query, one per key, told apart by colour (and the points by marker)
+    assert sorted(by_colour[QUERY_COLOUR]) == sorted(TOKENS)
+    assert sorted(by_colour[KEY_COLOUR]) == sorted(TOKENS)
     assert len(ax.collections) == 2  # the query and the key scatter
     assert ax.get_title().startswith("head 1")
 
@@ -208,7 +218,8 @@ def test_head_mosaic_tiles_every_head_in_one_image_and_frames_the_selected_one()
     rng = np.random.default_rng(3)
     A = rng.random((2, 3, 4, 5))  # (n_layers, n_heads, n_q, n_k)
     fig = head_mosaic(A, selected=(1, 2))
-    (ax,) = fig.axes
+    ax, colour_bar = fig.axes
+    assert colour_bar.get_ylabel() == "attention weight"
     tiles = np.ma.getdata(ax.images[0].get_array())
     mask = np.ma.getmaskarray(ax.images[0].get_array())
     assert (~mask).sum() == A.size  # exactly the weights, the rest is gap

@@ -71,3 +71,26 @@ def test_pruning_plot():
     np.testing.assert_allclose(lines["random order (mean of 2)"].get_ydata(), [1.0, 0.75, 0.45, 0.25, 0.1])
     np.testing.assert_allclose(lines["most important first"].get_xdata(), [0, 0.25, 0.5, 0.75, 1.0])
     assert ax.get_ylabel() == "accuracy" and len(ax.collections) == 1  # the random band
+
+
+def test_head_scatter_and_layer_profile_draw_each_head_once_with_its_label():
+    x, y = np.array([0.1, 0.5, 0.9, 0.3]), np.array([1.0, 2.0, 3.0, 4.0])
+    names = ["L0H0", "L0H1", "L1H0", "L1H1"]
+    fig = tables.head_scatter(x, y, names, layers=[0, 0, 1, 1], title="two scores", xlabel="a",
+                              ylabel="b")
+    ax = fig.axes[0]
+    points = np.concatenate([c.get_offsets() for c in ax.collections])  # one scatter per layer
+    np.testing.assert_allclose(sorted(map(tuple, points)), sorted(zip(x, y)))
+    labelled = {t.get_text(): tuple(t.xy) for t in ax.texts}
+    assert labelled == {name: (a, b) for name, a, b in zip(names, x, y)}  # each label on its point
+    assert ax.get_title() == "two scores" and ax.get_legend() is not None
+    with pytest.raises(ValueError, match="one entry per head"):
+        tables.head_scatter(x, y, names[:3], title="t")
+    T = np.array([[0.5, 1.5, 1.0], [0.2, 0.1, 0.3]])  # (n_layers, n_heads)
+    ax = tables.layer_profile(T, ylabel="entropy", title="entropy").axes[0]
+    texts = {t.get_text(): t.xy for t in ax.texts}
+    assert len(ax.texts) == 6 and set(texts) == {"H0", "H1", "H2"}
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(T.ravel()))
+    assert np.all(np.abs(points[:3, 0] - 0) < 0.3) and np.all(np.abs(points[3:, 0] - 1) < 0.3)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["layer 0", "layer 1"]

@@ -21,10 +21,12 @@ from typing import Callable, Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from mha_course.viz.head_view import head_view
 from mha_course.viz.heatmap import attention_heatmap, head_mosaic, head_mosaic_cells
+from mha_course.viz.palette import HIGHLIGHT, VERMILION
 from mha_course.viz.widgets import _Panel
 
 __all__ = ["Explorer", "explore", "VIEWS"]
@@ -32,6 +34,7 @@ __all__ = ["Explorer", "explore", "VIEWS"]
 AttendFn = Callable[[str], tuple[Sequence[str], np.ndarray]]
 VIEWS = ("heatmap", "head view", "grid")
 _DPI = 80  # screen resolution of the rendered PNG
+_FRAME = (np.array(to_rgba(HIGHLIGHT)) * 255).round().astype(np.uint8)  # the selected head's frame
 
 
 @dataclass(eq=False)
@@ -65,7 +68,8 @@ class Explorer(_Panel):
             try:
                 tokens, weights = self.attend(text)
             except ValueError as error:  # e.g. a word outside the toy vocabulary
-                self.message.value = f"<span style='color:#b00'>{html.escape(str(error))}</span>"
+                self.message.value = (f"<span style='color:{VERMILION}'>"
+                                      f"{html.escape(str(error))}</span>")
                 return False
             weights = np.asarray(weights)
             if weights.ndim != 4 or weights.shape[2:] != (len(tokens), len(tokens)):
@@ -104,7 +108,7 @@ class Explorer(_Panel):
         if self.view.value == "head view":
             return head_view(A[layer], self.tokens, heads=[head], labels=[self.title(layer, head)],
                              threshold=self.threshold.value)
-        return head_mosaic(A, titles=self._titles(), selected=(layer, head))
+        return head_mosaic(A, tokens=self.tokens, titles=self._titles(), selected=(layer, head))
 
     def _titles(self) -> list[str]:
         n_layers, n_heads = self.weights.shape[:2]
@@ -115,7 +119,7 @@ class Explorer(_Panel):
         once per sentence; a slider move only paints the frame onto a copy of its pixels, which
         is several times faster than drawing the figure again."""
         if self._mosaic is None or self._mosaic[0] is not self.weights:
-            fig = head_mosaic(self.weights, titles=self._titles())
+            fig = head_mosaic(self.weights, tokens=self.tokens, titles=self._titles())
             fig.set_dpi(_DPI)
             fig.canvas.draw()
             rgba = np.asarray(fig.canvas.buffer_rgba()).copy()  # (height, width, 4)
@@ -132,7 +136,7 @@ class Explorer(_Panel):
         x0, y0, x1, y1 = boxes[self.layer.value, self.head.value]
         pixels = rgba.copy()  # (height, width, 4)
         t = 2  # frame thickness in pixels, drawn just outside the tile
-        frame = np.array([220, 20, 60, 255], dtype=pixels.dtype)  # crimson
+        frame = _FRAME.astype(pixels.dtype)
         top, bottom = max(y0 - t, 0), min(y1 + t, pixels.shape[0])
         left, right = max(x0 - t, 0), min(x1 + t, pixels.shape[1])
         pixels[top:y0, left:right] = frame

@@ -16,9 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
+from mha_course.viz.labels import place_labels
+from mha_course.viz.palette import BLUE, LIGHT_GREY, MID_GREY, VERMILION
+
 __all__ = ["principal_plane", "projected_tokens"]
 
-QUERY_COLOUR, KEY_COLOUR = "tab:blue", "tab:orange"
+QUERY_COLOUR, KEY_COLOUR = BLUE, VERMILION  # and circles vs triangles: never colour alone
 
 
 def principal_plane(points) -> tuple[np.ndarray, float]:
@@ -44,7 +47,9 @@ def projected_tokens(Q, K, tokens: Sequence[str], ax: Axes | None = None,
                      title: str | None = None, *, weights=None) -> Axes:
     """Scatter one head's queries Q (n, d_k) (circles) and keys K (n, d_k) (triangles), labelled
     by token, on the head's principal plane. With `weights` A (n, n), a grey arrow joins each
-    query to the key it attends to most. Returns the Axes."""
+    query to the key it attends to most. Labels are placed so that none overlaps another
+    (`labels.place_labels`); the title says how much of the vectors' length the plane keeps.
+    Returns the Axes."""
     Q, K = np.asarray(Q, dtype=np.float64), np.asarray(K, dtype=np.float64)
     if Q.ndim != 2 or K.ndim != 2 or Q.shape[1] != K.shape[1]:
         raise ValueError(f"Q and K must be (n, d_k) with the same d_k; got {Q.shape} and {K.shape}")
@@ -59,27 +64,23 @@ def projected_tokens(Q, K, tokens: Sequence[str], ax: Axes | None = None,
     q2, k2 = coords[:n], coords[n:]  # (n, 2) each
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.axhline(0, color="0.85", lw=0.6, zorder=0)
-    ax.axvline(0, color="0.85", lw=0.6, zorder=0)
+    ax.axhline(0, color=LIGHT_GREY, lw=0.6, zorder=0)
+    ax.axvline(0, color=LIGHT_GREY, lw=0.6, zorder=0)
     if weights is not None:
         A = np.asarray(weights, dtype=np.float64)
         if A.shape != (n, n):
             raise ValueError(f"weights must be (n, n) = ({n}, {n}); got {A.shape}")
         for i, j in enumerate(A.argmax(axis=1)):
             ax.annotate("", xy=k2[j], xytext=q2[i], arrowprops=dict(
-                arrowstyle="->", color="0.7", lw=0.7, shrinkA=3, shrinkB=3))
+                arrowstyle="->", color=MID_GREY, lw=0.7, shrinkA=3, shrinkB=3))
     ax.scatter(*q2.T, marker="o", s=28, color=QUERY_COLOUR, label="query $q$", zorder=3)
     ax.scatter(*k2.T, marker="^", s=28, color=KEY_COLOUR, label="key $k$", zorder=3)
-    for (x, y), token in zip(q2, tokens):
-        ax.annotate(token, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8,
-                    color=QUERY_COLOUR)
-    for (x, y), token in zip(k2, tokens):
-        ax.annotate(token, (x, y), xytext=(3, -9), textcoords="offset points", fontsize=8,
-                    color=KEY_COLOUR)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
-    ax.margins(0.15)
+    ax.margins(0.2)
     kept_note = f"plane keeps {kept:.0%}"
     ax.set_title(f"{title} ({kept_note})" if title else kept_note, fontsize=10)
     ax.legend(fontsize=8, loc="best")
+    place_labels(ax, coords, tokens + tokens, colours=[QUERY_COLOUR] * n + [KEY_COLOUR] * n,
+                 fontsize=8)
     return ax

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
 from mha_course.viz.heatmap import attention_heatmap
+from mha_course.viz.palette import BLACK, BLUE, GREY, MID_GREY, VERMILION
 from mha_course.viz.projection import projected_tokens
 from mha_course.viz.tables import layer_head_table, pruning_plot
 
@@ -113,10 +114,11 @@ def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_k
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)  # fixed
     # spacing: a layout engine (or a tight bounding box) would double the redraw time
     bins = np.linspace(-_HIST_RANGE, _HIST_RANGE, 121)
+    # raw: vermilion, hatched; scaled: blue, plain (told apart without colour too)
     ax_hist.hist(pairs, bins=bins, density=True, alpha=0.6, histtype="stepfilled",
-                 color="tab:red", label=f"raw $q\\cdot k$ (var {pairs.var():.1f})")
+                 color=VERMILION, hatch="///", label=f"raw $q\\cdot k$ (var {pairs.var():.1f})")
     ax_hist.hist(pairs / scale, bins=bins, density=True, alpha=0.6,
-                 histtype="stepfilled", color="tab:blue",
+                 histtype="stepfilled", color=BLUE,
                  label=f"scaled $q\\cdot k/\\sqrt{{d_k}}$ (var {(pairs / scale).var():.2f})")
     ax_hist.set_xlim(-_HIST_RANGE, _HIST_RANGE)
     ax_hist.set_ylim(0, 0.45)  # fixed, so the raw histogram visibly flattens as d_k grows
@@ -126,11 +128,11 @@ def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_k
     ax_hist.legend(fontsize=8, loc="upper left")
 
     x = np.arange(n_keys)
-    ax_row.bar(x - 0.2, unscaled, width=0.4, color="tab:red",
+    ax_row.bar(x - 0.2, unscaled, width=0.4, color=VERMILION, hatch="///",
                label=f"unscaled: max {unscaled.max():.2f}, entropy {_entropy(unscaled):.2f}")
-    ax_row.bar(x + 0.2, scaled, width=0.4, color="tab:blue",
+    ax_row.bar(x + 0.2, scaled, width=0.4, color=BLUE,
                label=f"scaled: max {scaled.max():.2f}, entropy {_entropy(scaled):.2f}")
-    ax_row.axhline(1 / n_keys, color="0.5", lw=0.8, ls=":",
+    ax_row.axhline(1 / n_keys, color=MID_GREY, lw=0.8, ls=":",
                    label=f"uniform $1/{n_keys}$ (entropy {np.log(n_keys):.2f})")
     ax_row.set_ylim(0, 1.5)  # headroom above weight 1 keeps the legend off the bars
     ax_row.set_yticks(np.linspace(0, 1, 6))
@@ -185,9 +187,10 @@ def head_projections(X, params: MHAParams) -> tuple[np.ndarray, np.ndarray]:
     return project(X, params.W_Q, params.b_Q), project(X, params.W_K, params.b_K)
 
 
-def plot_head(Q_i, K_i, A_i, tokens, head: int, *, vmax: float | None = None) -> Figure:
+def plot_head(Q_i, K_i, A_i, tokens, head: int, *, vmax: float | None = 1.0) -> Figure:
     """Head i's projected tokens on its principal plane (arrows: each query to its top key)
-    next to its heatmap A_i (n, n), coloured from 0 to `vmax` (default: A_i's largest weight)."""
+    next to its heatmap A_i (n, n), coloured from 0 to `vmax` = 1 (vmax=None: to A_i's largest
+    weight, and the heatmap's title says "auto-scaled")."""
     fig, (ax_pts, ax_map) = plt.subplots(1, 2, figsize=(10, 4.4),
                                          gridspec_kw={"width_ratios": [1.15, 1]})
     fig.subplots_adjust(left=0.06, right=0.95, bottom=0.17, top=0.92, wspace=0.3)
@@ -215,7 +218,6 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
     X = np.asarray(example.X)
     tokens = list(example.tokens)
     weights = multi_head_attention(X, X, params, mask).weights  # (n_heads, n, n)
-    vmax = float(weights.max())  # one colour scale for every head, so heads compare
     Q, K = head_projections(X, params)  # (n_heads, n, d_k) each
     if not 0 <= head < params.n_heads:
         raise ValueError(f"head must lie in [0, {params.n_heads - 1}]; got {head}")
@@ -224,7 +226,7 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
 
     @functools.lru_cache(maxsize=None)  # one picture per head
     def png(head):
-        return _png(plot_head(Q[head], K[head], weights[head], tokens, head, vmax=vmax))
+        return _png(plot_head(Q[head], K[head], weights[head], tokens, head))  # 0-1: heads compare
 
     def draw(head):
         _show(png(head))
@@ -283,8 +285,8 @@ def plot_pruned_heads(curves, table, n_removed: int, order: str = "importance", 
                      vmin=float(finite.min()), vmax=float(finite.max()))  # fixed: colours stay put
     pruning_plot(curves, ax=ax_curve)
     if order == "random":  # the one random run whose heads are greyed out, not only the mean
-        ax_curve.plot(curves.fraction, curves.curves["random"][run], color="grey", lw=0.8)
-    ax_curve.plot([curves.fraction[step]], [value], "o", ms=12, mfc="none", mec="black", mew=1.5)
+        ax_curve.plot(curves.fraction, curves.curves["random"][run], color=GREY, lw=0.8)
+    ax_curve.plot([curves.fraction[step]], [value], "o", ms=12, color=BLACK, mfc="none", mew=1.5)
     ax_curve.set_title(f"{curves.metric} with {n_removed} heads removed: {value:.3f}")
     return fig
 
