@@ -53,6 +53,7 @@ def _toy_sentence_labels(s) -> dict[str, list[str]]:
 
     objects = {next_nominal(v, nominal) for v in verbs} - {-1}
     pp_nouns = {next_nominal(i, ("NOUN", "NAME")) for i in range(n) if s.pos[i] == "PREP"} - {-1}
+    appositions = {c for c in s.rare_context if c >= 0}  # "alongside Tila the old queen"
     conn = next((i for i in range(n) if s.pos[i] == "CONN"), n)
     by_pos = {"DET": "det", "ADJ": "amod", "ADV": "advmod", "PREP": "case", "CONN": "mark",
               "REL": "ref", "PUNCT": "punct"}
@@ -67,6 +68,8 @@ def _toy_sentence_labels(s) -> dict[str, list[str]]:
             rel = "obj"
         elif i in pp_nouns:
             rel = "nmod"
+        elif i in appositions:
+            rel = "appos"
         elif p == "VERB":
             rel = "acl:relcl" if s.pos[i - 1] == "REL" else ("advcl" if i > conn else "root")
         else:
@@ -83,7 +86,8 @@ def toy_labels(sentences) -> dict[str, np.ndarray]:
 
     pos: the lexicon's part of speech. relation, read off the grammar (`toy_language`), in
     Universal Dependencies names: nsubj (the noun a verb agrees with), obj (the first noun, name
-    or pronoun after a verb), nmod (the noun after a preposition), root / acl:relcl / advcl (the
+    or pronoun after a verb), nmod (the noun after a preposition), appos (the common noun that
+    says what a name is: "queen" in "alongside Tila the old queen"), root / acl:relcl / advcl (the
     main verb, a relative clause's verb after "that", the second clause's verb), det, amod,
     advmod, case (prepositions), mark (connectives), ref ("that"), punct.
     role: subject (nsubj), object (obj), determiner (det) or other.
@@ -177,9 +181,15 @@ def probe_accuracy(features, labels, train, test, *, max_iter: int = 200, C: flo
     with the training tokens' mean and deviation. A probe that does not converge in `max_iter`
     L-BFGS steps is used as it stands (the ConvergenceWarning is silenced: a few hundred steps
     are enough to rank heads, and probes are meant to be simple).
+
+    The fit runs on one BLAS / OpenMP thread whatever the caller's setting: with several
+    threads, BLAS sums in an order that depends on the thread count, L-BFGS then stops at a
+    slightly different point, and an accuracy can move by one test token from one machine to
+    the next. One thread makes a probe's result depend on the seed and the data only.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     features = np.asarray(features)
     labels = np.asarray(labels).astype(str)
@@ -196,10 +206,11 @@ def probe_accuracy(features, labels, train, test, *, max_iter: int = 200, C: flo
     std = X_train.std(axis=0)  # (d,)
     std[std == 0] = 1.0  # a constant feature stays constant (zero) instead of dividing by 0
     clf = LogisticRegression(max_iter=max_iter, C=C, random_state=seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit((X_train - mean) / std, y_train)
-    return float((clf.predict((X_test - mean) / std) == y_test).mean())
+        predicted = clf.predict((X_test - mean) / std)
+    return float((predicted == y_test).mean())
 
 
 @dataclass
