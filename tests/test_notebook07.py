@@ -3,11 +3,18 @@ nbclient, then move the slider and the order there and check that the panel's PN
 time and that the greyed-out heads are the ones the order removes.
 
 nbclient answers the widget protocol as a browser would, so this tests the callback wiring and the
-redraw in the kernel; the browser side is not seen. Running the notebook takes about 40 s here
-(it trains four small models), which is why this is its own (slow) module.
+redraw in the kernel; the browser side is not seen. Running the notebook takes about a minute
+here (it trains six small models in part 5), which is why the kernel test is marked slow.
+
+The static tests check part 5's shape (predict, then train, then the attention) and that the
+prose quotes no number a run produces: every decimal in a markdown cell is a constant of the
+method (a threshold, a chance level), typed once, so that prose cannot go stale when the
+checkpoint changes; the run's numbers are printed by the cells.
 """
 
 from __future__ import annotations
+
+import re
 
 import nbformat
 import pytest
@@ -16,6 +23,12 @@ from notebook_kernel import NOTEBOOKS, notebook_kernel
 
 NOTEBOOK = NOTEBOOKS / "07_redundancy_and_pruning.ipynb"
 PANEL = "panel = pruning_explorer("
+# decimals that the prose may type: thresholds the cells check (0.01, 0.05, 0.1, 0.5, 0.75, 0.8),
+# chance levels (1/8 = 0.125, 1/12 = 0.083), a share of 0.00 and a cosine of 0.9 or 1.0 used as
+# examples. Anything else is a result and must be printed by a cell instead.
+CONSTANTS = {"0.00", "0.01", "0.05", "0.1", "0.5", "0.75", "0.8", "0.9", "1.0", "0.125", "0.083"}
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
+HISTORY = re.compile(r"earlier version|previous version|session \d|lab log|we used to", re.I)
 
 
 def test_notebook_07_draws_inline_and_ignores_the_panel_output():
@@ -26,6 +39,35 @@ def test_notebook_07_draws_inline_and_ignores_the_panel_output():
     assert "# NBVAL_IGNORE_OUTPUT" in cell, "the widget cell must carry # NBVAL_IGNORE_OUTPUT"
     assert "plot_pruned_heads(" in cell, "the widget cell must also draw a static figure"
     assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_notebook_07_prose_types_no_result():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        typed = set(DECIMAL.findall(cell.source)) - CONSTANTS
+        assert not typed, (f"cell {index} types the numbers {sorted(typed)}: print them from a "
+                           "code cell and refer to the output instead")
+        assert not HISTORY.search(cell.source), f"cell {index} tells development history"
+
+
+def test_notebook_07_several_heads_section_predicts_then_trains():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cells = nb.cells
+    (predict,) = [i for i, c in enumerate(cells) if "predict" in c.metadata.get("tags", [])]
+    assert cells[predict].source.startswith('my_prediction = ""')
+    assert cells[predict - 1].cell_type == "markdown" and "**Predict.**" in cells[predict - 1].source
+    train = cells[predict + 1].source
+    assert "several_heads.compare_on_conflict_task(" in train
+    assert "NBVAL_CHECK_OUTPUT" not in train  # it prints accuracies (floats) ...
+    assert re.search(r"^assert .*n_params", train, re.M)  # ... and asserts what matters
+    assert re.search(r"^assert .*accuracy\[\"both\"\]", train, re.M)
+    assert "plot_attention(" in cells[predict + 2].source
+    assert "several_heads.compare_on_conflict_task" not in "".join(  # trained once, in part 5
+        c.source for c in cells[predict + 2:] if c.cell_type == "code")
+    assert not any("compare_head_counts(" in c.source for c in cells if c.cell_type == "code"), \
+        "the toy-language comparison is a command, not a notebook cell"
 
 
 @pytest.mark.slow

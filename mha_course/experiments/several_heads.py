@@ -60,7 +60,7 @@ __all__ = ["ConflictTask", "SeveralHeadsConfig", "ConflictBatch", "make_batch", 
 IGNORE = -100  # the target where there is nothing to name (the first token's left neighbour)
 TARGETS = ("left", "partner", "both")  # what the accuracies count: each read-out, and both right
 LEFT_STYLE = {"marker": "s", "color": palette.ORANGE}  # markers on the heatmaps: the two places
-PARTNER_STYLE = {"marker": "o", "color": palette.GREEN}
+PARTNER_STYLE = {"marker": "o", "color": palette.PURPLE}
 
 
 @dataclass(frozen=True)
@@ -379,13 +379,14 @@ def plot_attention(shown: ShownAttention, d_model: int | None = None) -> Figure:
     queries = np.arange(n)
     for ax, (h, head) in zip(axes[0], panels):
         attention_heatmap(shown.weights[h][head], shown.tokens, ax=ax, vmin=0.0, vmax=1.0,
-                          cmap=palette.ATTENTION_CMAP, ylabel="query" if ax is axes[0, 0] else None,
+                          cmap=palette.ATTENTION_CMAP, colorbar=False,
+                          ylabel="query" if ax is axes[0, 0] else None,
                           title=_head_title(h, head, shown.mass[h], d_model))
         ax.title.set_fontsize(9)
         ax.tick_params(labelsize=7, length=2)
-        ax.scatter(queries[1:] - 1, queries[1:], s=30, facecolors="none", linewidths=1.2,
+        ax.scatter(queries[1:] - 1, queries[1:], s=42, facecolors="none", linewidths=1.6,
                    edgecolors=LEFT_STYLE["color"], marker=LEFT_STYLE["marker"])
-        ax.scatter(shown.partner, queries, s=30, facecolors="none", linewidths=1.2,
+        ax.scatter(shown.partner, queries, s=42, facecolors="none", linewidths=1.6,
                    edgecolors=PARTNER_STYLE["color"], marker=PARTNER_STYLE["marker"])
     fig.colorbar(axes[0, 0].images[0], ax=axes[0].tolist(), shrink=0.8,
                  label="attention weight (0-1)")
