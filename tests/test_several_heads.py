@@ -100,10 +100,10 @@ def test_several_heads_beat_one_at_the_same_parameter_count(trained):
 def test_attention_to_show_and_its_figure(trained):
     shown = S.attention_to_show(trained)
     n = trained.config.task.length
-    assert shown.seed == 0 and len(shown.tokens) == n
+    assert shown.seed == 0 and shown.d_model == 32 and len(shown.tokens) == n
     assert shown.weights[1].shape == (1, n, n) and shown.weights[4].shape == (4, n, n)
     np.testing.assert_allclose(shown.weights[4].sum(-1), 1.0, atol=1e-5)  # softmax rows
-    fig = S.plot_attention(shown, d_model=trained.config.d_model)
+    fig = S.plot_attention(shown)
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 5  # the single head, then the four heads
     for ax in panels:

@@ -140,14 +140,14 @@ def make_batch(task: ConflictTask, batch: int, rng: np.random.Generator) -> Conf
         have += int(far.sum())
     perm = np.concatenate(kept)[:batch]  # (batch, n): positions perm[2k], perm[2k+1] are pair k
     rows = np.arange(batch)[:, None]  # (batch, 1)
-    tags = np.empty((batch, n), dtype=np.int64)
-    partner = np.empty((batch, n), dtype=np.int64)
+    tags = np.empty((batch, n), dtype=np.int64)  # (batch, n)
+    partner = np.empty((batch, n), dtype=np.int64)  # (batch, n)
     tags[rows, perm[:, 0::2]] = np.arange(0, n, 2)  # upper case: A, B, ...
     tags[rows, perm[:, 1::2]] = np.arange(1, n, 2)  # lower case: a, b, ...
     partner[rows, perm[:, 0::2]] = perm[:, 1::2]
     partner[rows, perm[:, 1::2]] = perm[:, 0::2]
     symbols = rng.integers(0, task.n_symbols, size=(batch, n))  # (batch, n)
-    left = np.full((batch, n), IGNORE, dtype=np.int64)
+    left = np.full((batch, n), IGNORE, dtype=np.int64)  # (batch, n)
     left[:, 1:] = symbols[:, :-1]
     return ConflictBatch(tags, symbols, partner, left, np.take_along_axis(symbols, partner, axis=1))
 
@@ -175,7 +175,7 @@ class ConflictModel(nn.Module):
     def __init__(self, task: ConflictTask, d_model: int, n_heads: int):
         super().__init__()
         self.task = task
-        self.tag_embedding = nn.Embedding(task.length, d_model)  # one tag per position's pair
+        self.tag_embedding = nn.Embedding(task.length, d_model)  # 2 * n_pairs tags: A, a, B, b, ...
         self.symbol_embedding = nn.Embedding(task.n_symbols, d_model)
         self.position_embedding = nn.Embedding(task.length, d_model)
         self.attention = MultiHeadAttention(d_model, n_heads)  # d_k = d_v = d_model / n_heads
@@ -187,7 +187,7 @@ class ConflictModel(nn.Module):
         return self.attention.n_heads
 
     def forward(self, tags: torch.Tensor, symbols: torch.Tensor) -> ConflictOutput:
-        positions = torch.arange(tags.shape[-1], device=tags.device)
+        positions = torch.arange(tags.shape[-1], device=tags.device)  # (n,)
         x = (self.tag_embedding(tags) + self.symbol_embedding(symbols)
              + self.position_embedding(positions))  # (batch, n, d_model)
         attended = self.attention(x)  # out (batch, n, d_model), weights (batch, n_heads, n, n)
@@ -340,6 +340,7 @@ class ShownAttention:
     """One held-out sequence through each model of one seed. weights: head count -> (h, n, n);
     mass: head count -> (h, 2) on the held-out set (left neighbour, partner)."""
     seed: int
+    d_model: int
     tokens: list[str]
     partner: np.ndarray  # (n,)
     weights: dict[int, np.ndarray]
@@ -357,8 +358,8 @@ def attention_to_show(result: SeveralHeadsResult, seed: int | None = None,
     j = result.seeds.index(seed)
     weights = {h: result.models[h, seed].run(example).weights[0].numpy()  # (h, n, n)
                for h in result.head_counts}
-    return ShownAttention(seed, token_labels(example), example.partner[0], weights,
-                          {h: result.mass[h][j] for h in result.head_counts})
+    return ShownAttention(seed, result.config.d_model, token_labels(example), example.partner[0],
+                          weights, {h: result.mass[h][j] for h in result.head_counts})
 
 
 def _head_title(h: int, head: int, mass: np.ndarray, d_model: int) -> str:
@@ -366,14 +367,13 @@ def _head_title(h: int, head: int, mass: np.ndarray, d_model: int) -> str:
     return (f"{name} (d_k {d_model // h})\nleft {mass[head, 0]:.2f}, partner {mass[head, 1]:.2f}")
 
 
-def plot_attention(shown: ShownAttention, d_model: int | None = None) -> Figure:
+def plot_attention(shown: ShownAttention) -> Figure:
     """Every head of every model side by side on a fixed 0-1 scale, with the two places each
     query needs marked: its left neighbour (square) and its partner (circle). Panel titles give
     the head's mean weight on each place over the held-out set."""
     counts = sorted(shown.weights)
     panels = [(h, head) for h in counts for head in range(len(shown.weights[h]))]
     n = len(shown.tokens)
-    d_model = d_model or max(counts)
     fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 1.2, 3.9),
                              layout="constrained", squeeze=False)
     queries = np.arange(n)
@@ -381,7 +381,7 @@ def plot_attention(shown: ShownAttention, d_model: int | None = None) -> Figure:
         attention_heatmap(shown.weights[h][head], shown.tokens, ax=ax, vmin=0.0, vmax=1.0,
                           cmap=palette.ATTENTION_CMAP, colorbar=False,
                           ylabel="query" if ax is axes[0, 0] else None,
-                          title=_head_title(h, head, shown.mass[h], d_model))
+                          title=_head_title(h, head, shown.mass[h], shown.d_model))
         ax.title.set_fontsize(9)
         ax.tick_params(labelsize=7, length=2)
         ax.scatter(queries[1:] - 1, queries[1:], s=42, facecolors="none", linewidths=1.6,
