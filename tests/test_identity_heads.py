@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import torch
+import matplotlib
 
-from mha_course.experiments import identity_heads as ih
+matplotlib.use("Agg")  # in-process drawing only
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mha_course.experiments import identity_heads as ih  # noqa: E402
 
 SMALL = ih.NeighbourConfig(symbols=5, length=6, offsets=(0, -1, 1))
 
@@ -71,3 +75,6 @@ def test_without_the_residual_a_head_attends_to_itself():
     tokens, A = ih.example(by_name["no residual"])
     assert A.shape == (len(tokens), len(tokens))
     assert "best head identity score" in ih.format_runs(runs)
+    ax = ih.plot_runs(runs, reference=0.4)
+    assert len(ax.collections) == 2 and ax.get_title()  # one set of dots per variant
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["with residual", "no residual"]

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
@@ -38,9 +39,10 @@ from torch.nn import functional as F
 
 from mha_course.analysis import heads as head_metrics
 from mha_course.torch_attention import MultiHeadAttention
+from mha_course.viz import palette
 
 __all__ = ["NeighbourConfig", "NeighbourBatch", "make_batch", "NeighbourModel", "train",
-           "identity_scores", "VARIANTS", "Run", "compare", "format_runs", "example"]
+           "identity_scores", "VARIANTS", "Run", "compare", "format_runs", "example", "plot_runs"]
 
 IGNORE = -100  # target at [BOS] and [EOS]: no answer there
 
@@ -243,3 +245,23 @@ def example(run: Run, seed: int = 1) -> tuple[list[str], np.ndarray]:
     run.model.eval()
     _, weights = run.model(batch.ids)  # (1, n_heads, n, n)
     return tokens(run.model.config, batch.ids[0]), weights[0, run.best_head].numpy()  # (n, n)
+
+
+def plot_runs(runs: list[Run], reference: float | None = None, ax=None):
+    """Each variant's best identity score, one dot per seed; `reference` (e.g. a trained model's
+    best identity score) as a dashed line. Returns the Axes."""
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+    for k, (variant, colour) in enumerate(zip(variants, palette.categorical(len(variants)))):
+        values = [r.best_identity for r in runs if r.variant == variant]
+        ax.scatter([k] * len(values), values, color=colour, s=40, zorder=3,
+                   edgecolors=palette.BLACK, linewidths=0.4)
+    if reference is not None:
+        ax.axhline(reference, color=palette.MID_GREY, ls="--", lw=1)
+        ax.text(len(variants) - 0.6, reference + 0.02, "toy model's best head", ha="right",
+                fontsize=8, color=palette.DARK_GREY)
+    ax.set_xticks(range(len(variants)), [v.replace(", ", ",\n") for v in variants], fontsize=8)
+    ax.set(xlim=(-0.5, len(variants) - 0.5), ylim=(0, 1.05), ylabel="best head's identity score",
+           title="a head looks at itself only when it must (one dot per seed)")
+    return ax

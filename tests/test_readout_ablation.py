@@ -1,0 +1,54 @@
+"""The read-out ablation: the recipe with and without its two auxiliary read-outs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from mha_course import toy_language, toy_model
+from mha_course.analysis import heads as H
+from mha_course.experiments import objectives
+
+TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_ff=32,
+                           n_train_sentences=60, n_eval_sentences=20, batch_size=4)
+
+
+def test_arms_switch_only_the_readouts():
+    with_readouts, without = objectives.ARMS
+    default = toy_model.ToyConfig()
+    assert (with_readouts.neighbour_loss, with_readouts.closer_loss) == (default.neighbour_loss,
+                                                                          default.closer_loss)
+    assert (without.neighbour_loss, without.closer_loss) == (0.0, 0.0)
+
+
+@pytest.mark.slow
+def test_ablation_file_round_trips(tmp_path):
+    path = objectives.write_readout_ablation(tmp_path / "ablation.json", seeds=(3,), steps=2,
+                                             config=TINY)
+    result = objectives.load_readout_ablation(path)
+    assert [(r["seed"], r["arm"]) for r in result["runs"]] == [(3, "with_readouts"),
+                                                                (3, "without_readouts")]
+    assert result["command"].startswith("python -m mha_course train-toy-ablation --seeds 3")
+    assert result["config"]["steps"] == 2
+    for run in result["runs"]:
+        assert set(run["best"]) == set(H.ROLES)
+        assert set(run["accuracy"]) == set(toy_language.SUBTASKS)
+    without = result["runs"][1]
+    assert without["neighbour_loss"] == without["closer_loss"] == 0.0
+    table = objectives.compare(result, ["local", "delimiter"])
+    assert set(table[3]) == {"with_readouts", "without_readouts"}
+
+
+def test_the_shipped_ablation_trained_todays_recipe():
+    result = objectives.load_readout_ablation()
+    recipe = asdict(toy_model.ToyConfig())
+    for key, value in recipe.items():
+        assert result["config"][key] == value, f"readout_ablation.json is stale: {key}"
+    arms = {(r["seed"], r["arm"]) for r in result["runs"]}
+    for seed in {s for s, _ in arms}:
+        assert {(seed, "with_readouts"), (seed, "without_readouts")} <= arms
+    for run in result["runs"]:
+        assert run["steps"] == recipe["steps"]
+        assert all(np.isfinite(run["best"][r]["score"]) for r in ("local", "delimiter"))
