@@ -218,7 +218,7 @@ def _mapped(fig):
 
 def test_colour_maps_come_from_the_palette(figure):
     names = {artist.get_cmap().name for _, artist in _mapped(figure)}
-    assert names <= set(palette.CMAPS), f"colour maps outside the palette: {names - set(palette.CMAPS)}"
+    assert names <= set(palette.CMAPS), f"maps outside the palette: {names - set(palette.CMAPS)}"
 
 
 def _titles(fig, ax):
@@ -237,6 +237,18 @@ def test_attention_is_on_0_1_with_a_colour_bar_unless_the_title_says_auto_scaled
         assert any(bar.mappable.get_cmap().name == palette.ATTENTION_CMAP
                    and (bar.norm.vmin, bar.norm.vmax) == palette.ATTENTION_RANGE for bar in bars), \
             f"no 0-1 colour bar for {ax.get_title()!r}"
+
+
+ATTENTION_VIEWS = ["attention_heatmap", "head_grid", "head_mosaic", "plot_head", "explorer heatmap",
+                   "explorer grid"]
+
+
+@pytest.mark.parametrize("name", ATTENTION_VIEWS)
+def test_attention_views_draw_with_the_attention_map(name):
+    """So that the check above sees them: attention is drawn with palette.ATTENTION_CMAP."""
+    fig = _figure(FIGURES[name]())
+    assert any(isinstance(a, AxesImage) and a.get_cmap().name == palette.ATTENTION_CMAP
+               for _, a in _mapped(fig))
 
 
 @pytest.mark.parametrize("name", ["attention_heatmap auto-scaled", "head_grid auto-scaled"])
@@ -269,8 +281,8 @@ def _scatter_view(name, seed):
     xy = r.standard_normal((24, 2))
     layers = np.repeat(np.arange(4), 6)
     if name == "projected_tokens":
-        return viz.projected_tokens(0.3 * r.standard_normal((10, 4)), 0.3 * r.standard_normal((10, 4)),
-                                    TOKENS, weights=weights(10, 10), title="head 0")
+        Q, K = 0.3 * r.standard_normal((10, 4)), 0.3 * r.standard_normal((10, 4))  # (n, d_k)
+        return viz.projected_tokens(Q, K, TOKENS, weights=weights(10, 10), title="head 0")
     if name == "head_map":
         return tables.head_map(xy, layers, HEAD_NAMES)
     if name == "head_scatter":

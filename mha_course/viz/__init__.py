@@ -6,7 +6,8 @@
 - `widgets`: the ipywidgets panels the notebooks use (`scaling_explorer`, `head_explorer`,
   `pruning_explorer`);
 - `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
-  heads, labelled scatters of heads, pruning curves), used as a module: `tables.layer_head_table(...)`;
+  heads, labelled scatters of heads, pruning curves), used as a module:
+  `tables.layer_head_table(...)`;
 - `palette`: the course's colour-blind-safe colours and colour maps (every view takes its
   colours from there); `labels`: point labels placed without overlaps.
 """

@@ -120,7 +120,7 @@ def similarity_matrix(matrix, *, order=None, labels: Sequence[str] | None = None
     return fig
 
 
-LAYER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")  # with the colour: layers never by hue alone
+LAYER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")  # with the colour: never hue alone
 
 
 def _layer_style(layer: int, n_layers: int) -> tuple[str, str]:
