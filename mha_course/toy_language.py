@@ -284,7 +284,8 @@ class Sentence:
     repeat_of: list[int]  # a repeated name -> its earlier occurrence; -1 elsewhere
     is_delimiter: list[bool]  # [CLS], [SEP] and punctuation
     is_rare: list[bool]  # names (the long-tail vocabulary)
-    # a rare word -> the common, informative word that tells what it is; -1 elsewhere
+    # a rare word -> the common, informative word that tells what it is; -1 elsewhere (this
+    # grammar gives no name such a word: all -1, and `analysis.heads.rare_word_score` is NaN)
     rare_context: list[int]
     sentence_type: str = "."  # the closing delimiter
     world: str = "land"

@@ -24,13 +24,16 @@ def test_deterministic_for_a_seed():
 def test_annotations_are_aligned_with_tokens(corpus):
     for s in corpus:
         n = len(s.tokens)
-        for name in ("pos", "head", "rel", "coref", "repeat_of", "is_delimiter", "is_rare"):
+        for name in ("pos", "head", "rel", "coref", "repeat_of", "is_delimiter", "is_rare",
+                     "rare_context"):
             assert len(getattr(s, name)) == n, name
         assert s.tokens[0] == lang.CLS and s.tokens[-1] == lang.SEP
         assert s.tokens[-2] == s.sentence_type in lang.CLOSERS
         assert s.is_delimiter == [LEX[t].pos in ("SPECIAL", "PUNCT") for t in s.tokens]
         assert s.pos == [LEX[t].pos for t in s.tokens]
-        assert all(-1 <= h < n for h in s.head + s.coref + s.repeat_of)
+        assert all(-1 <= h < n for h in s.head + s.coref + s.repeat_of + s.rare_context)
+        # the shipped language gives no rare word a common word that tells what it is
+        assert s.rare_context == [-1] * n
         assert all((h >= 0) == (r != "") for h, r in zip(s.head, s.rel))
         assert n <= 32
 
