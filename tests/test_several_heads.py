@@ -87,9 +87,11 @@ def test_several_heads_beat_one_at_the_same_parameter_count(trained):
     assert single < 0.3, trained.rows()
     for target in ("left", "partner"):  # "both right" can never beat either read-out alone
         assert (trained.accuracy["both"] <= trained.accuracy[target] + 1e-12).all()
-    # the single head takes one place; among the four heads, one takes each place
+    # the single head looks at the two places (one of them, or both unevenly) and names one;
+    # among the four heads, one takes each place
     (one,) = trained.mass[1][0]
-    assert max(one) > 0.8 and min(one) < 0.2, one
+    assert one.sum() > 0.6, one
+    assert max(trained.accuracy["left"][0, 0], trained.accuracy["partner"][0, 0]) > 0.8
     four = trained.mass[4][0]  # (4, 2)
     assert four[:, 0].max() > 0.8 and four[:, 1].max() > 0.8, four
     roles = [r["heads"] for r in trained.rows()]
