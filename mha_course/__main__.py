@@ -21,6 +21,18 @@ def _train_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_heads(args: argparse.Namespace) -> int:
+    from mha_course.experiments import head_counts
+
+    return head_counts.run_comparison_cli(args)
+
+
+def _several_heads(args: argparse.Namespace) -> int:
+    from mha_course.experiments import several_heads
+
+    return several_heads.run_cli(args)
+
+
 _NEEDS_JUPYTER = ("needs Jupyter's nbformat and IPython, which come with the course's dev extra "
                   "(make lab, or pip install 'mha-course[dev]')")
 
@@ -83,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                        help="stop early after this many seconds (then no longer deterministic)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train_toy)
+    from mha_course.experiments import head_counts, several_heads  # argument lists live there
+
+    compare = commands.add_parser("compare-heads", help="train the toy Transformer with several "
+                                  "heads and with one head at the same parameter count; print "
+                                  "held-out accuracy per sub-task")
+    head_counts.add_arguments(compare).set_defaults(run=_compare_heads)
+    several = commands.add_parser("several-heads", help="one head vs several at the same parameter "
+                                  "count on a task where each token needs two places (notebook 07)")
+    several_heads.add_arguments(several).set_defaults(run=_several_heads)
     make = commands.add_parser("make-exercises", help="generate the exercise notebooks from the "
                                "solution notebooks (solution regions become stubs, outputs cleared)")
     make.add_argument("--solutions", type=Path, default=Path("solutions"),

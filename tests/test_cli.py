@@ -47,3 +47,23 @@ def test_train_toy_needs_an_output_folder():
     result = run_cli("train-toy", "--seed", "0")
     assert result.returncode == 2
     assert "--out" in result.stderr
+
+
+def test_several_heads_command_prints_equal_parameters_per_head_count():
+    result = run_cli("several-heads", "--seeds", "0", "--steps", "3", "--head-counts", "1", "4")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    counts = json.loads(first.split("parameters per model: ")[1].split(" (equal)")[0])
+    assert len(counts) == 2 and counts[0] == counts[1]
+    assert "1 head(s): both right" in result.stdout and "4 head(s): both right" in result.stdout
+
+
+def test_compare_heads_command_refuses_a_head_count_that_does_not_divide_d_model():
+    result = run_cli("compare-heads", "--head-counts", "3", "--steps", "1", "--seeds", "0")
+    assert result.returncode == 2
+    assert "3" in result.stdout + result.stderr
+
+
+def test_help_lists_the_experiment_commands():
+    result = run_cli("--help")
+    assert "compare-heads" in result.stdout and "several-heads" in result.stdout

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mha_course import toy_language, toy_model
+from mha_course.analysis import heads
 
 
 def test_tokenize_the_running_example():
@@ -35,8 +36,7 @@ def test_attend_text_gives_tokens_and_every_heads_weights():
 
 def test_shipped_report_names_a_best_head_per_role_within_the_model():
     report, config = toy_model.load_report(), toy_model.load().config
-    assert set(report["best"]) == {"local", "syntactic", "delimiter", "coreference", "rare_word",
-                                   "identity"}
+    assert set(report["best"]) == set(heads.ROLES)
     for best in report["best"].values():
         assert 0 <= best["layer"] < config.n_layers and 0 <= best["head"] < config.n_heads
     assert len(report["heads"]) == config.n_layers * config.n_heads
