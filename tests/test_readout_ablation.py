@@ -26,11 +26,12 @@ def test_arms_switch_only_the_readouts():
 @pytest.mark.slow
 def test_ablation_file_round_trips(tmp_path):
     path = objectives.write_readout_ablation(tmp_path / "ablation.json", seeds=(3,), steps=2,
-                                             config=TINY)
+                                             config=TINY, with_readouts=True)
     result = objectives.load_readout_ablation(path)
     assert [(r["seed"], r["arm"]) for r in result["runs"]] == [(3, "with_readouts"),
                                                                 (3, "without_readouts")]
-    assert result["command"].startswith("python -m mha_course train-toy-ablation --seeds 3")
+    assert result["command"] == ("python -m mha_course train-toy-ablation --seeds 3 --steps 2 "
+                                 "--with-readouts --out FILE")
     assert result["config"]["steps"] == 2
     for run in result["runs"]:
         assert set(run["best"]) == set(H.ROLES)
@@ -39,6 +40,17 @@ def test_ablation_file_round_trips(tmp_path):
     assert without["neighbour_loss"] == without["closer_loss"] == 0.0
     table = objectives.compare(result, ["local", "delimiter"])
     assert set(table[3]) == {"with_readouts", "without_readouts"}
+    header = objectives.format_ablation(result, ["local"]).splitlines()[0]
+    assert header.index("with s3") < header.index("without s3")
+
+
+def test_the_checkpoint_is_the_arm_with_the_readouts():
+    report = toy_model.load_report()
+    run = objectives.checkpoint_run(report)
+    config = toy_model.load().config
+    assert (run["neighbour_loss"], run["closer_loss"]) == (config.neighbour_loss, config.closer_loss)
+    assert asdict(config) == asdict(toy_model.ToyConfig()), "the checkpoint is not today's recipe"
+    assert run["steps"] == config.steps and run["best"] is report["best"]
 
 
 def test_the_shipped_ablation_trained_todays_recipe():
@@ -46,9 +58,8 @@ def test_the_shipped_ablation_trained_todays_recipe():
     recipe = asdict(toy_model.ToyConfig())
     for key, value in recipe.items():
         assert result["config"][key] == value, f"readout_ablation.json is stale: {key}"
-    arms = {(r["seed"], r["arm"]) for r in result["runs"]}
-    for seed in {s for s, _ in arms}:
-        assert {(seed, "with_readouts"), (seed, "without_readouts")} <= arms
+    assert (0, "without_readouts") in {(r["seed"], r["arm"]) for r in result["runs"]}
+    assert result["command"].startswith("python -m mha_course train-toy-ablation --seeds 0")
     for run in result["runs"]:
         assert run["steps"] == recipe["steps"]
         assert all(np.isfinite(run["best"][r]["score"]) for r in ("local", "delimiter"))

@@ -9,12 +9,15 @@ The toy model (`mha_course.toy_model`) is trained on three objectives, summed in
   sentence's closing delimiter ('.', '?', '!').
 
 The read-outs are output objectives, not attention supervision, but they were added so that a
-local head and a delimiter head appear. `readout_ablation` trains the same recipe for each seed
-twice, with the read-outs and with both weights set to 0, and records each run's best head per role,
-the untrained control and the sub-task accuracies. The command that writes the file shipped as
-`mha_course/data/readout_ablation.json`:
+local head and a delimiter head appear. `readout_ablation` trains the same recipe with both read-out
+weights set to 0 (optionally also as shipped, `arms=ARMS`), and records each run's best head per
+role, the untrained control and the sub-task accuracies. The shipped checkpoint is the recipe
+with the read-outs for seed 0, so the file shipped as `mha_course/data/readout_ablation.json` holds
+the run without them for seed 0, written by
 
     python -m mha_course train-toy-ablation --seeds 0 --out mha_course/data/readout_ablation.json
+
+(add `--with-readouts` to train the shipped recipe as well, for seeds other than the checkpoint's).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from mha_course import toy_model
 
-__all__ = ["Arm", "ARMS", "ABLATION_FILE", "train_arm", "readout_ablation", "write_readout_ablation",
+__all__ = ["Arm", "ARMS", "WITH_READOUTS", "WITHOUT_READOUTS", "checkpoint_run", "ABLATION_FILE", "train_arm", "readout_ablation", "write_readout_ablation",
            "load_readout_ablation", "compare", "format_ablation"]
 
 ABLATION_FILE = "readout_ablation.json"  # under mha_course/data/
@@ -45,8 +48,9 @@ class Arm:
 
 
 _DEFAULT = toy_model.ToyConfig()
-ARMS = (Arm("with_readouts", _DEFAULT.neighbour_loss, _DEFAULT.closer_loss),
-        Arm("without_readouts", 0.0, 0.0))
+WITH_READOUTS = Arm("with_readouts", _DEFAULT.neighbour_loss, _DEFAULT.closer_loss)
+WITHOUT_READOUTS = Arm("without_readouts", 0.0, 0.0)
+ARMS = (WITH_READOUTS, WITHOUT_READOUTS)
 
 
 def train_arm(arm: Arm, seed: int, config: toy_model.ToyConfig | None = None,
@@ -64,23 +68,27 @@ def train_arm(arm: Arm, seed: int, config: toy_model.ToyConfig | None = None,
 
 
 def readout_ablation(seeds=(0,), config: toy_model.ToyConfig | None = None,
-                     steps: int | None = None, arms=ARMS, progress: bool = False) -> dict:
+                     steps: int | None = None, arms=(WITHOUT_READOUTS,),
+                     progress: bool = False) -> dict:
     """`train_arm` for every seed and arm, with what is needed to repeat it (command, date, torch)."""
     base = config or toy_model.ToyConfig()
     runs = [train_arm(arm, seed, base, steps, progress) for seed in seeds for arm in arms]
     seed_args = " ".join(str(s) for s in seeds)
     step_arg = "" if steps is None else f" --steps {steps}"
-    return {"command": f"{COMMAND} --seeds {seed_args}{step_arg} --out FILE",
+    with_arg = " --with-readouts" if WITH_READOUTS in arms else ""
+    return {"command": f"{COMMAND} --seeds {seed_args}{step_arg}{with_arg} --out FILE",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "torch": torch.__version__, "config": asdict(replace(base, steps=steps or base.steps)),
             "arms": [asdict(a) for a in arms], "runs": runs}
 
 
 def write_readout_ablation(path, seeds=(0,), steps: int | None = None,
-                           config: toy_model.ToyConfig | None = None, progress: bool = False) -> Path:
-    """Run `readout_ablation` and write it as JSON to `path`; return the path."""
+                           config: toy_model.ToyConfig | None = None, with_readouts: bool = False,
+                           progress: bool = False) -> Path:
+    """Run `readout_ablation` (both arms if `with_readouts`) and write it as JSON to `path`."""
     path = Path(path)
-    result = readout_ablation(seeds, config=config, steps=steps, progress=progress)
+    arms = ARMS if with_readouts else (WITHOUT_READOUTS,)
+    result = readout_ablation(seeds, config=config, steps=steps, arms=arms, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return path
@@ -93,6 +101,16 @@ def load_readout_ablation(path=None) -> dict:
     return json.loads(Path(str(path)).read_text())
 
 
+def checkpoint_run(report: dict, seed: int = 0) -> dict:
+    """The shipped checkpoint's report (`toy_model.load_report()`) as a run of the arm with the
+    read-outs, to put next to the runs of a `readout_ablation` result."""
+    return {"arm": WITH_READOUTS.name, "seed": seed, "neighbour_loss": WITH_READOUTS.neighbour_loss,
+            "closer_loss": WITH_READOUTS.closer_loss, "steps": report["training_steps"],
+            "seconds": report["training_seconds"], "threads": report["threads"],
+            "best": report["best"], "control": report["control"],
+            "syntactic_baseline": report["syntactic_baseline"], "accuracy": report["accuracy"]}
+
+
 def compare(result: dict, roles) -> dict:
     """{seed: {arm: {role: best score}}} for the given roles, from a `readout_ablation` result."""
     table: dict = {}
@@ -101,10 +119,10 @@ def compare(result: dict, roles) -> dict:
     return table
 
 
-def format_ablation(result: dict, roles) -> str:
-    """A table: each role's best score and each sub-task's accuracy (rows), with and without the
-    read-outs for every seed (columns), the untrained control's best score alongside."""
-    runs = result["runs"]
+def format_ablation(result: dict, roles, extra_runs=()) -> str:
+    """A table: each role's best score and each sub-task's accuracy (rows), for `extra_runs` (e.g.
+    `checkpoint_run`) and every run of `result` (columns), the untrained control's best alongside."""
+    runs = [*extra_runs, *result["runs"]]
     columns = [(r["seed"], r["arm"]) for r in runs]
     names = {"with_readouts": "with", "without_readouts": "without"}
     head = f"{'best head':<14}" + "".join(f"{names.get(a, a) + ' s' + str(s):>13}" for s, a in columns)
@@ -115,5 +133,6 @@ def format_ablation(result: dict, roles) -> str:
                      + f"{control:10.2f}")
     lines.append("accuracy")
     for task in runs[0]["accuracy"]:
-        lines.append(f"  {task:<12}" + "".join(f"{r['accuracy'][task]:13.2f}" for r in runs))
+        lines.append(f"  {task:<12}" + "".join(f"{r['accuracy'].get(task, float('nan')):13.2f}"
+                                               for r in runs))
     return "\n".join(lines)
