@@ -21,6 +21,17 @@ def _train_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_toy_ablation(args: argparse.Namespace) -> int:
+    from mha_course.analysis import heads
+    from mha_course.experiments import objectives
+
+    path = objectives.write_readout_ablation(args.out, seeds=args.seeds, steps=args.steps,
+                                             with_readouts=args.with_readouts,
+                                             progress=not args.quiet)
+    print(objectives.format_ablation(objectives.load_readout_ablation(path), heads.ROLES))
+    return 0
+
+
 def _compare_heads(args: argparse.Namespace) -> int:
     from mha_course.experiments import head_counts
 
@@ -95,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="stop early after this many seconds (then no longer deterministic)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train_toy)
+    ablation = commands.add_parser("train-toy-ablation", help="train the toy recipe without its two "
+                                   "read-outs (neighbour, closer) and write role scores and "
+                                   "sub-task accuracies to a JSON file (notebook 04)")
+    ablation.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+    ablation.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    ablation.add_argument("--steps", type=int, default=None, help="training steps (default: ToyConfig)")
+    ablation.add_argument("--with-readouts", action="store_true",
+                          help="also train the recipe with its read-outs, for the same seeds")
+    ablation.add_argument("--quiet", action="store_true", help="no progress bar")
+    ablation.set_defaults(run=_train_toy_ablation)
     from mha_course.experiments import head_counts, several_heads  # argument lists live there
 
     compare = commands.add_parser("compare-heads", help="train the toy Transformer with several "

@@ -1,9 +1,16 @@
 """A small Transformer encoder trained to denoise the toy language, and its training loop.
 
 The attention in every layer is the course's own `torch_attention.MultiHeadAttention`, so the
-weights W_Q[i], W_K[i], W_V[i] of head i are the ones the earlier notebooks built by hand. Nothing
-tells a head what to do: no attention supervision, no masks beyond padding. The roles that the
-heads take on are measured afterwards, on clean sentences, by `mha_course.analysis.heads`.
+weights W_Q[i], W_K[i], W_V[i] of head i are the ones the earlier notebooks built by hand.
+
+What it is trained to predict: the clean sentence from a corrupted one (denoising, the main loss),
+plus two small read-outs from the last layer, added so that two of the literature's heads have a
+reason to exist in a model this small: every word names its left neighbour's lemma
+(`neighbour_loss`, a reason for a local head) and its sentence's closing delimiter
+(`closer_loss`, a reason for a delimiter head). They are output objectives: no loss ever looks
+at an attention weight, and no mask goes beyond padding. The roles that the heads take on are measured afterwards, on clean sentences,
+by `mha_course.analysis.heads`; `python -m mha_course train-toy-ablation` trains the recipe without
+the read-outs (notebook 04 shows what changes).
 
     x_0 = E[token] + P[position]
     x <- LN(x + MHA(x))          (post-LN block, once per layer, as in BERT)

@@ -67,3 +67,9 @@ def test_compare_heads_command_refuses_a_head_count_that_does_not_divide_d_model
 def test_help_lists_the_experiment_commands():
     result = run_cli("--help")
     assert "compare-heads" in result.stdout and "several-heads" in result.stdout
+
+
+def test_train_toy_ablation_is_listed_and_needs_an_output_file():
+    assert "train-toy-ablation" in run_cli("--help").stdout
+    result = run_cli("train-toy-ablation", "--seeds", "0")
+    assert result.returncode == 2 and "--out" in result.stderr
