@@ -12,7 +12,7 @@ compute h separate softmax distributions, so each token can look at h different 
 The toy model needs hundreds of steps per model before the sub-tasks separate the two, too long
 for a notebook: run it as a command and read the table it prints,
 
-    python -m mha_course.experiments.head_counts --steps 800 --seeds 0 1 2
+    python -m mha_course compare-heads --steps 800 --seeds 0 1 2
 
 (`python -m mha_course compare-heads ...` once the course's command line lists it). The
 notebooks' demonstration of several heads uses a task built for it (`several_heads`).

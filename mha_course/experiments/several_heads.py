@@ -400,7 +400,7 @@ def plot_attention(shown: ShownAttention) -> Figure:
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line: python -m mha_course.experiments.several_heads --seeds 100 101 ...
+# Command line: python -m mha_course several-heads --seeds 100 101 ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
