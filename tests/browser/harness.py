@@ -19,6 +19,7 @@ import json
 import re
 import tempfile
 import time
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,7 +322,16 @@ def save_and_read(page, lab: JupyterLab, copy_name: str, timeout: float = 30.0) 
     if not _wait(lambda: lab.contents(copy_name, content=False)["last_modified"] != before,
                  timeout, 0.2):
         raise BrowserTierError(f"Ctrl+S did not save {copy_name} within {timeout:.0f} s")
-    return lab.contents(copy_name)["content"]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return lab.contents(copy_name)["content"]
+        except urllib.error.HTTPError as error:
+            # 400 "unreadable notebook": on a loaded machine the read can catch the file while
+            # the server is still writing it (seen in CI); read again until it is whole
+            if error.code != 400 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def run_notebook(page, lab: JupyterLab, src: Path, *, artifacts: Path | None = None,
