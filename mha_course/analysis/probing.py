@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["TASKS", "toy_labels", "minilm_labels", "split_by_sentence", "control_labels",
            "probe_accuracy", "ProbeResult", "probe_heads", "probe_all", "role_agreement",
-           "random_init_toy", "random_init_minilm"]
+           "random_init_toy", "random_init_minilm", "summary_lines"]
 
 TASKS = ("pos", "role", "relation")
 SUBJECT_DEPS = ("nsubj", "nsubjpass")
@@ -317,6 +317,36 @@ def probe_all(acts, labels: dict, tasks=TASKS, **kwargs) -> dict[str, ProbeResul
     if missing:
         raise ValueError(f"labels has no task {missing}; it has {sorted(labels)}")
     return {t: probe_heads(acts, labels[t], task=t, **kwargs) for t in tasks}
+
+
+def summary_lines(results: dict, *, feature: str = "residual", layers: str = "last") -> list[str]:
+    """`probe_all`'s results as text lines, a header first, one line per task: its classes, chance
+    (the majority label's test accuracy), the best head by selectivity with its task accuracy,
+    control accuracy and selectivity, then the layer outputs (`feature`): with layers="last", the
+    last layer's accuracy, control accuracy and selectivity; with layers="all", every layer's
+    selectivity, L0 first."""
+    if layers not in ("last", "all"):
+        raise ValueError(f"layers must be 'last' or 'all'; got {layers!r}")
+    missing = [task for task, r in results.items() if feature not in r.layer_accuracy]
+    if missing:
+        raise ValueError(f"tasks {missing} have no layer output {feature!r}: probe them with "
+                         f"layer_features=({feature!r},)")
+    tail = ("last layer output:  accuracy control select." if layers == "last"
+            else "layer output: select. L0 …")
+    lines = [f"{'task':<9}{'classes':>7}{'chance':>7}  {'best head':<9}{'accuracy':>9}{'control':>8}"
+             f"{'select.':>8}   {tail}"]
+    for task, r in results.items():
+        layer, head, sel = r.best_head()  # by selectivity
+        line = (f"{task:<9}{len(r.classes):7d}{r.majority:7.2f}  {f'L{layer}H{head}':<9}"
+                f"{r.accuracy[layer, head]:9.2f}{r.control_accuracy[layer, head]:8.2f}{sel:8.2f}   ")
+        if layers == "last":
+            line += (f"{'':<18}{r.layer_accuracy[feature][-1]:9.2f}"
+                     f"{r.layer_control_accuracy[feature][-1]:8.2f}"
+                     f"{r.layer_selectivity[feature][-1]:8.2f}")
+        else:
+            line += " ".join(f"{x:.2f}" for x in r.layer_selectivity[feature])
+        lines.append(line)
+    return lines
 
 
 def role_agreement(table, role_scores: dict) -> dict[str, float]:

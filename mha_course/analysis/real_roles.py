@@ -28,6 +28,7 @@ pieces, which is where the attention lives:
     scores = minilm_role_scores(results, counts)       # {"local": (n_layers, n_heads), ...}
     profile = minilm_layer_profile(results)            # {"entropy": (n_layers,), ...}
     sentences = piece_sentences(results, counts)
+    on_cls = mass_on_tokens(result.attentions, result.tokens)["[CLS]"]  # (n_layers, n_heads)
     mass = rare_to_frequent_mass([r.attentions for r in results], sentences)  # (n_layers, n_heads)
     uniform = rare_to_frequent_uniform(sentences)      # the same for an even spread
 
@@ -50,7 +51,8 @@ from mha_course.analysis.syntax import attention_sink
 __all__ = ["SPECIAL_PIECES", "RARE_MAX_COUNT", "PieceSentence", "is_punctuation", "word_counts",
            "piece_sentence", "piece_sentences", "minilm_role_scores", "rare_word_chance",
            "rare_to_frequent_mass", "rare_to_frequent_uniform",
-           "words_only", "layer_profile", "minilm_layer_profile", "with_syntax"]
+           "words_only", "layer_profile", "minilm_layer_profile", "with_syntax",
+           "mass_on_tokens"]
 
 SPECIAL_PIECES = ("[CLS]", "[SEP]")
 RARE_MAX_COUNT = 1  # hapax legomena: words seen at most once in the reference corpus
@@ -264,3 +266,21 @@ def with_syntax(scores: Mapping[str, np.ndarray], report) -> dict[str, np.ndarra
     coreference = (np.full(shape, np.nan) if report.coreference is None
                    else np.asarray(report.coreference.accuracy))
     return {**scores, "syntactic": syntactic, "coreference": coreference}
+
+
+def mass_on_tokens(attentions, tokens, targets=("[CLS]", "[SEP]", ".")) -> dict[str, np.ndarray]:
+    """How much weight each head sends to each target piece, on average over the queries between
+    [CLS] and [SEP]: {target: (n_layers, n_heads)}, mass[l, h] = mean_i A[l, h, i, key] over
+    i = 1 .. n-2, key the target's first position in `tokens`. Attention parked on [CLS] shows
+    up here as a mass near 1."""
+    A = np.asarray(attentions, dtype=np.float64)  # (n_layers, n_heads, n, n)
+    tokens = list(tokens)
+    n = len(tokens)
+    if A.ndim != 4 or A.shape[-2:] != (n, n) or n < 3:
+        raise ValueError(f"attentions must be (n_layers, n_heads, n, n) with n = {n} tokens "
+                         f"(at least [CLS], one piece, [SEP]); got shape {A.shape}")
+    missing = [t for t in targets if t not in tokens]
+    if missing:
+        raise ValueError(f"targets {missing} are not among the tokens {tokens}")
+    inner = slice(1, n - 1)  # the queries between [CLS] and [SEP]
+    return {t: A[:, :, inner, tokens.index(t)].mean(axis=-1) for t in targets}  # (n_layers, n_heads)

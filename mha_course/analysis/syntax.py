@@ -193,8 +193,9 @@ def clark_table(word_attentions, sentences, relations=RELATIONS) -> dict[str, Re
 def clark_rows(table: dict[str, RelationResult], directions=DIRECTIONS) -> list[dict]:
     """The table as plain rows, one per relation and direction (both directions of a relation next
     to each other), e.g. for a DataFrame or `clark_lines`. Each row names its arrow: "label" (see
-    `direction_label`), "query" and "key" (the ends in words, e.g. "verb" and "subject");
-    "baseline_offset" k means "the key is the word k places from the query" (k < 0: before it)."""
+    `direction_label`), "direction_words" ("dependent → head"), "query" and "key" (the ends in
+    words, e.g. "verb" and "subject"); "baseline_offset" k means "the key is the word k places
+    from the query" (k < 0: before it)."""
     for direction in directions:
         _check_direction(direction)
     rows = []
@@ -204,6 +205,7 @@ def clark_rows(table: dict[str, RelationResult], directions=DIRECTIONS) -> list[
             dependent, head = RELATION_ENDS.get(r.relation, ("dependent", "head"))
             query, key = (dependent, head) if direction == "dep_to_head" else (head, dependent)
             rows.append({"relation": r.relation, "direction": direction,
+                         "direction_words": DIRECTION_WORDS[direction],
                          "label": direction_label(r.relation, direction),
                          "query": query, "key": key, "n_arcs": r.n_arcs,
                          "best_head": f"L{d.best_layer}H{d.best_head}",

@@ -10,6 +10,10 @@ returns and only draw.
                  xlabel="local score", ylabel="selectivity", title="...")
     layer_profile(entropy, ylabel="entropy (nats)", title="...")   # (n_layers, n_heads)
     pruning_plot(curves)
+    head_maps({"[CLS]": mass_cls, "[SEP]": mass_sep}, suptitle="...")  # small maps, one scale
+    clark_bars(syntax.clark_rows(report.relations))                     # best head vs position
+    layer_trends(real_roles.minilm_layer_profile(results))              # per-layer means
+    selectivity_bars(results, untrained_results)                        # trained vs untrained
 
 Every scatter has a title and a label on each point, placed so that no two labels overlap
 (`labels.place_labels`); layers are told apart by Okabe-Ito colours with a legend.
@@ -27,11 +31,13 @@ from matplotlib.lines import Line2D
 
 from mha_course.viz.heatmap import annotate_cells
 from mha_course.viz.labels import place_labels
-from mha_course.viz.palette import (BLACK, BLUE, DIVERGING_CMAP, GREY, REMOVED, SCORE_CMAP,
-                                    SIMILARITY_CMAP, VERMILION, categorical)
+from mha_course.viz.palette import (BLACK, BLUE, DIVERGING_CMAP, GREY, LIGHT_GREY, MID_GREY,
+                                    ORANGE, REMOVED, SCORE_CMAP, SIMILARITY_CMAP, VERMILION,
+                                    categorical)
 
 __all__ = ["layer_head_table", "probe_panels", "similarity_matrix", "head_map", "head_scatter",
-           "layer_profile", "pruning_plot"]
+           "layer_profile", "pruning_plot", "head_maps", "clark_bars", "layer_trends",
+           "selectivity_bars"]
 
 REMOVED_COLOUR = REMOVED
 
@@ -235,3 +241,120 @@ def pruning_plot(curves, *, ax=None, title: str | None = None) -> Figure:
     ax.set_title(title or f"pruning heads ({curves.ablation} ablation)")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def head_maps(maps, *, suptitle: str, label: str = "score", cmap: str = SCORE_CMAP,
+              vmin: float = 0.0, vmax: float = 1.0, ncols: int | None = None) -> Figure:
+    """Several (n_layers, n_heads) tables as small maps on one colour scale (vmin to vmax), one
+    colour bar for all. `maps` is {name: table}; each map's title names its best head and value,
+    e.g. "[CLS]: best L1H3 0.93, mean 0.51", or says "no values (NaN)" when the table is all NaN.
+    Layers run down (L0 at the top), heads across."""
+    maps = {str(name): _table(table, f"maps[{name!r}]") for name, table in maps.items()}
+    if not maps:
+        raise ValueError("head_maps needs at least one table in maps; got none")
+    shapes = {table.shape for table in maps.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"every table must have the same (n_layers, n_heads) shape; got {shapes}")
+    (n_layers, n_heads), = shapes
+    ncols = len(maps) if ncols is None else int(ncols)
+    nrows = -(-len(maps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
+                             figsize=(ncols * (0.28 * n_heads + 1.0),
+                                      nrows * (0.3 * n_layers + 1.1)))
+    for ax, (name, table) in zip(axes.flat, maps.items()):
+        image = ax.imshow(table, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        if np.isnan(table).all():
+            ax.set_title(f"{name}: no values (NaN)", fontsize=9, loc="left")
+        else:
+            layer, head = np.unravel_index(int(np.nanargmax(table)), table.shape)
+            ax.set_title(f"{name}: best L{layer}H{head} {table[layer, head]:.2f}, "
+                         f"mean {np.nanmean(table):.2f}", fontsize=9, loc="left")
+        ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)], fontsize=7)
+        ax.set_xticks(range(n_heads), [str(head) for head in range(n_heads)], fontsize=7)
+        ax.set(xlabel="head", ylabel="layer")
+    for ax in axes.flat[len(maps):]:
+        ax.set_axis_off()
+    fig.colorbar(image, ax=axes, shrink=0.8, label=label)
+    fig.suptitle(suptitle)
+    return fig
+
+
+def clark_bars(rows, *, title: str = "does a head find each arc's other end better than "
+               "position alone?") -> Figure:
+    """`syntax.clark_rows` as bars, one panel per direction (in the rows' order): for each
+    relation, the best head's accuracy (blue, the head named above its bar) next to the best
+    fixed offset's (grey). Tick labels read "relation (arcs) / query → / key"."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("clark_bars needs at least one row of syntax.clark_rows; got none")
+    directions = list(dict.fromkeys(row["direction"] for row in rows))
+    fig, axes = plt.subplots(len(directions), 1, figsize=(13, 3.3 * len(directions)), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, direction in zip(axes[:, 0], directions):
+        these = [row for row in rows if row["direction"] == direction]
+        x = np.arange(len(these))
+        ax.bar(x - 0.2, [row["accuracy"] for row in these], 0.4, color=BLUE, label="best head")
+        ax.bar(x + 0.2, [row["baseline_accuracy"] for row in these], 0.4, color=GREY,
+               label="best fixed offset")
+        for i, row in enumerate(these):
+            ax.text(i - 0.2, row["accuracy"] + 0.02, row["best_head"], ha="center", fontsize=7)
+        ax.set_xticks(x, [f"{row['relation']} ({row['n_arcs']})\n{row['query']} →\n{row['key']}"
+                          for row in these], fontsize=7)
+        ax.set(ylabel="accuracy", ylim=(0, 1.1),
+               title=f"{these[0]['direction_words']}: query → key under each bar "
+                     "(number of arcs in brackets)")
+        ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle(title)
+    return fig
+
+
+TREND_PANELS = (("entropy", "entropy (nats)"), ("mean_distance", "mean attention distance (pieces)"))
+
+
+def layer_trends(profile, *, title: str = "layer by layer (mean over the heads)") -> Figure:
+    """A layer profile (`real_roles.layer_profile`: each entry (n_layers,)) as three panels:
+    the weight on delimiters; entropy and mean attention distance, each with all keys (grey,
+    dashed) and over word keys only (blue), so that parked attention can be told apart."""
+    needed = ["delimiter"] + [name + suffix for name, _ in TREND_PANELS for suffix in ("", "_words")]
+    missing = [name for name in needed if name not in profile]
+    if missing:
+        raise ValueError(f"profile lacks {missing}; expected the keys of real_roles.layer_profile")
+    layers = np.arange(len(profile["delimiter"]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), layout="constrained")
+    axes[0].plot(layers, profile["delimiter"], "o-", color=ORANGE)
+    axes[0].set(ylabel="weight on [CLS], [SEP], punctuation", ylim=(0, 1))
+    for ax, (name, unit) in zip(axes[1:], TREND_PANELS):
+        ax.plot(layers, profile[name], "s--", color=GREY, label="all keys")
+        ax.plot(layers, profile[name + "_words"], "o-", color=BLUE, label="word keys only")
+        ax.set(ylabel=unit)
+        ax.legend(fontsize=8)
+    for ax in axes:
+        ax.set_xticks(layers, [f"L{layer}" for layer in layers])
+        ax.set_xlabel("layer")
+    fig.suptitle(title)
+    return fig
+
+
+def selectivity_bars(trained, untrained, *, feature: str = "residual",
+                     title: str = "what training adds") -> Figure:
+    """Best selectivity per task, trained vs untrained model: for each task of `trained` (a dict
+    task -> `probing.ProbeResult`, `untrained` the same for a randomly initialised model), the
+    best head's selectivity (plain bars) and the best layer output's (`feature`, hatched)."""
+    tasks = list(trained)
+    if set(tasks) != set(untrained):
+        raise ValueError(f"trained and untrained must probe the same tasks; got {sorted(trained)} "
+                         f"and {sorted(untrained)}")
+    x = np.arange(len(tasks))
+    fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
+    for shift, what, source, colour in ((-0.3, "trained", trained, BLUE),
+                                        (-0.1, "untrained", untrained, MID_GREY)):
+        ax.bar(x + shift, [source[t].selectivity.max() for t in tasks], 0.2, color=colour,
+               label=f"best head, {what}")
+        ax.bar(x + shift + 0.4, [source[t].layer_selectivity[feature].max() for t in tasks], 0.2,
+               color=colour, hatch="//", edgecolor=LIGHT_GREY, label=f"layer output, {what}")
+    ax.axhline(0, color=BLACK, lw=0.8)
+    ax.set_xticks(x + 0.1, tasks)
+    ax.set(xlabel="task", ylabel="selectivity (task − control)",
+           ylim=(min(0.0, ax.get_ylim()[0]), 0.8), title=title)
+    ax.legend(fontsize=8, ncol=2)
+    return fig
