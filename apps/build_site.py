@@ -7,7 +7,9 @@ place that order is written. Pages link to the previous and next notebook.
 Interactive panels cannot move without a kernel, so each widget output is replaced by a static
 snapshot of the figures it showed when the notebook was saved (the PNGs in its stored widget
 state) and a line saying how to get the live panel. Links between notebooks (`NN_name.ipynb`)
-are pointed at their pages. The result needs no server: open `site/index.html`.
+are pointed at their pages; so are the links to the exercises (one page each, the generated
+exercise notebook as handed out, with a note on how to work it) and to the glossary
+(docs/GLOSSARY.md). The result needs no server: open `site/index.html`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from nbconvert.filters.markdown import markdown2html
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 README = ROOT / "README.md"
+EXERCISES = ROOT / "exercises"
+GLOSSARY = ROOT / "docs" / "GLOSSARY.md"
+GLOSSARY_PAGE = "glossary.html"
+EXERCISE_NOTE = ("<p class='site-widget-note'><em>An exercise as handed out: its functions raise "
+                 "NotImplementedError until you write them. To work it, open "
+                 "<code>exercises/{name}</code> in JupyterLab (<code>make lab</code>) and run each "
+                 "self-check.</em></p>")
 HEAD_IMAGE = ROOT / "docs" / "images" / "head_grid.png"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -168,12 +177,24 @@ def _link_pages(body: str, names: set[str]) -> str:
                   repl, body)
 
 
-def render_notebook(path: Path, entries: list[Entry], i: int) -> str:
+def _link_exercises_and_glossary(body: str) -> str:
+    """href="../exercises/exNN_name.ipynb" -> "exNN_name.html"; the glossary -> glossary.html."""
+    body = re.sub(r'href="(?:\.\./)?exercises/(ex[0-9][0-9]_[\w-]+)\.ipynb(#[^"]*)?"',
+                  lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
+    return re.sub(r'href="(?:\.\./)?docs/GLOSSARY\.md(#[^"]*)?"',
+                  lambda m: f'href="{GLOSSARY_PAGE}{m.group(1) or ""}"', body)
+
+
+def render_notebook(path: Path, entries: list[Entry], i: int | None, title: str | None = None,
+                    note: str = "") -> str:
+    """One page: a course notebook (entries[i]) or, with i None, an exercise notebook."""
     nb = static_snapshots(nbformat.read(path, as_version=4))
     exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": entries[i].title}})
+    name = entries[i].title if i is not None else (title or notebook_title(path))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}})
     body = _link_pages(body, {e.notebook.name for e in entries if e.notebook})
-    nav = _nav(entries, i)
+    body = _link_exercises_and_glossary(body)
+    nav = _nav(entries, i) + note
     body = body.replace("</head>", STYLE + "</head>", 1)
     body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
     return body.replace("</body>", nav + "</body>", 1)
@@ -223,8 +244,20 @@ committed, with their outputs; to run them, see the README (<code>make lab</code
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{_exercise_list()}
+<p>Every term the course uses, with the notebook that teaches it: <a href='{GLOSSARY_PAGE}'>the
+glossary</a>.</p>
 </body></html>
 """
+
+
+def _exercise_list() -> str:
+    """The exercises, one link each: the notebooks link them where the concept is taught."""
+    items = [f"<li><a href='{p.with_suffix('.html').name}'>{html.escape(notebook_title(p))}</a></li>"
+             for p in sorted(EXERCISES.glob("ex[0-9][0-9]_*.ipynb"))]
+    return ("<h2>Exercises</h2>\n<p>You write the piece being taught; a self-check says what is "
+            "likely wrong. Each notebook links its exercises where it teaches them.</p>\n<ul>"
+            + "".join(items) + "</ul>") if items else ""
 
 
 def build(out: Path) -> list[Path]:
@@ -244,7 +277,28 @@ def build(out: Path) -> list[Path]:
             page = out / e.page
             page.write_text(render_notebook(e.notebook, entries, i), encoding="utf-8")
             written.append(page)
+    for path in sorted(EXERCISES.glob("ex[0-9][0-9]_*.ipynb")):
+        page = out / path.with_suffix(".html").name
+        page.write_text(render_notebook(path, entries, None,
+                                        note=EXERCISE_NOTE.format(name=path.name)),
+                        encoding="utf-8")
+        written.append(page)
+    if GLOSSARY.is_file():
+        written.append(out / GLOSSARY_PAGE)
+        written[-1].write_text(render_glossary(entries), encoding="utf-8")
     return written
+
+
+def render_glossary(entries: list[Entry]) -> str:
+    """docs/GLOSSARY.md as a page; "notebook NN" becomes a link to that notebook's page."""
+    body = markdown2html(GLOSSARY.read_text(encoding="utf-8"))
+    pages = {e.number: e.page for e in entries if e.page}
+    body = re.sub(r"\bnotebook (\d\d)\b", lambda m: (f"<a href='{pages[m.group(1)]}'>{m.group(0)}</a>"
+                  if m.group(1) in pages else m.group(0)), body)
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Glossary</title>"
+            f"{STYLE}<style>body {{ font-family: system-ui, sans-serif; max-width: 60em; "
+            f"margin: 0 auto; line-height: 1.5; }} main {{ padding: 0 1em; }}</style></head>"
+            f"<body>{_nav(entries, None)}<main>{body}</main></body></html>\n")
 
 
 def main(argv: list[str]) -> int:
