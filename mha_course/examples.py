@@ -12,16 +12,22 @@ scores are not divided by sqrt(d_k)).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 
 from mha_course.np_attention import softmax, softmax_backward
 
-__all__ = ["RunningExample", "running_example", "sinusoidal_positions", "sub_sentence", "pad_batch",
-           "softmax_saturation"]
+__all__ = [
+    "RunningExample",
+    "pad_batch",
+    "running_example",
+    "sinusoidal_positions",
+    "softmax_saturation",
+    "sub_sentence",
+]
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
-"""The helpers notebooks 01 and 02 call: a shorter sentence, a padded batch, softmax saturation."""
+"""The helpers notebook 01 calls: a shorter sentence, a padded batch, softmax saturation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mha_course.examples import (pad_batch, running_example, sinusoidal_positions,
-                                 softmax_saturation, sub_sentence)
+from mha_course.examples import (
+    pad_batch,
+    running_example,
+    sinusoidal_positions,
+    softmax_saturation,
+    sub_sentence,
+)
 from mha_course.np_attention import padding_mask, scaled_dot_product_attention
 
 
