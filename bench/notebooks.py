@@ -14,8 +14,10 @@ Working minutes are an ESTIMATE, not a measurement, from the notebook's content:
   + code lines a student reads * 5 s
   + run time
   + 2 min per `predict` cell, 1.5 min per question in a `questions` cell, 1 min per figure
-It is a floor for a first reading: a student who works the linked exercises spends their minutes
-on top (each exercise states its own).
+The second estimate adds the minutes of the exercises the notebook links where it teaches them
+("exercise *name* (★★, 15 min)": each exercise states its own; one linked from two notebooks
+counts in the first). That is the notebook's
+"Time:" in its opening and the README's learning path, rounded to 5 minutes.
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def working_minutes(path: Path, seconds: float, figures: int) -> float:
             + figures * MINUTES_PER_FIGURE)
 
 
+EXERCISE = re.compile(r"exercises?\s+\*([^*]+)\*[^(\n]*\((★{1,3}),\s*(\d+)\s*min")
+
+
+def exercise_minutes(path: Path) -> dict[str, int]:
+    """{exercise name: its stated minutes} for the exercises the notebook links."""
+    nb = nbformat.read(path, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for name, _, minutes in EXERCISE.findall(cell.source):
+                found[name.strip()] = int(minutes)
+    return found
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("which", nargs="*", help="notebook number prefixes, e.g. 01 04")
@@ -86,14 +102,20 @@ def main(argv=None) -> None:
             raise SystemExit(f"no notebook starts with {args.which}")
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"{'notebook':<42}{'run s':>7}{'peak MiB':>10}{'figures':>8}{'work min (est.)':>17}")
-    total = 0.0
+    print(f"{'notebook':<42}{'run s':>7}{'peak MiB':>10}{'figures':>8}{'work min':>10}"
+          f"{'+ exercises':>13}")
+    total = total_with = 0.0
+    counted: set[str] = set()  # an exercise linked from two notebooks counts in the first
     for path in paths:
         seconds, mib, figures = run(path)
         minutes = working_minutes(path, seconds, figures)
-        total += minutes
-        print(f"{path.name:<42}{seconds:7.1f}{mib:10.0f}{figures:8d}{minutes:17.0f}")
-    print(f"total working minutes (estimate): {total:.0f}; "
+        exercises = {k: v for k, v in exercise_minutes(path).items() if k not in counted}
+        counted |= set(exercises)
+        with_exercises = minutes + sum(exercises.values())
+        total, total_with = total + minutes, total_with + with_exercises
+        print(f"{path.name:<42}{seconds:7.1f}{mib:10.0f}{figures:8d}{minutes:10.0f}"
+              f"{with_exercises:13.0f}")
+    print(f"total working minutes (estimate): {total:.0f}, with the exercises {total_with:.0f}; "
           f"load average after: {os.getloadavg()[0]:.1f}")
 
 
