@@ -23,7 +23,8 @@ import numpy as np
 from mha_course.np_attention import project
 
 __all__ = ["head_contributions", "contribution_norms", "value_vectors", "weighted_vector_norms",
-           "norm_based_attention", "corpus_contribution_norms", "head_summary", "sharp_but_small"]
+           "norm_based_attention", "corpus_contribution_norms", "head_summary", "sharp_but_small",
+           "describe_sharp_heads"]
 
 
 def _w_o_blocks(W_O, n_heads: int, d_v: int) -> np.ndarray:
@@ -145,3 +146,24 @@ def sharp_but_small(summary: dict, min_sharpness: float = 0.5,
              "contribution": float(np.asarray(summary["contribution"])[l, h])}
             for l, h in zip(*np.nonzero((sharpness >= min_sharpness) & (share <= max_share)))]
     return sorted(rows, key=lambda r: -r["sharpness"] / max(r["contribution_share"], 1e-12))
+
+
+def describe_sharp_heads(summary: dict, top: int = 3, min_sharpness: float = 0.5) -> str:
+    """Text for a `head_summary`: how many heads are sharp but small (`sharp_but_small` with its
+    default share, half an equal share), then the `top` sharp heads with the smallest share for
+    their sharpness, each with its sharpness, its share and `top_key_norm` (the value norm at its
+    favourite key, relative to the sentence's typical one)."""
+    if top < 1:
+        raise ValueError(f"top must be at least 1; got {top}")
+    n_heads = np.asarray(summary["sharpness"]).shape[1]
+    strict = sharp_but_small(summary, min_sharpness)
+    ranked = sharp_but_small(summary, min_sharpness, max_share=1.0)  # every sharp head
+    lines = [f"{len(strict)} head(s) with sharpness >= {min_sharpness:g} and share <= "
+             f"{0.5 / n_heads:.3f}; the sharp heads with the smallest share for their sharpness "
+             f"(equal share {1 / n_heads:.3f}):"]
+    for r in ranked[:top]:
+        l, h = r["layer"], r["head"]
+        lines.append(f"    L{l}H{h}: sharpness {r['sharpness']:.2f}, share "
+                     f"{r['contribution_share']:.3f}, value norm at its favourite key "
+                     f"{np.asarray(summary['top_key_norm'])[l, h]:.2f} of the typical")
+    return "\n".join(lines)

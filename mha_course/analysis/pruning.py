@@ -32,9 +32,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mha_course.pretrained import np_bert
+
 __all__ = ["ABLATIONS", "ToyTask", "MiniLMTask", "ablation_effects", "gradient_importance",
            "normalise_per_layer", "PruningCurves", "prune_order", "pruning_curves",
-           "iterative_order", "removal_step", "gates_without"]
+           "iterative_order", "removal_step", "gates_without", "curve_table"]
 
 ABLATIONS = ("zero", "mean")
 
@@ -231,6 +233,10 @@ class MiniLMTask:
                 ids[b, :lengths[b]] = e.input_ids
             self.batches.append((ids, lengths, padding_mask(lengths, ids.shape[1])))
         self._means = None
+        # the full model's hidden states, (n_layers + 1, batch, n, d_model) per batch: entry l is
+        # layer l's input, so that a head of layer l can be removed without running layers < l
+        self._layer_inputs = [model.forward(ids, mask=mask, head_gates=_ones(self)).hidden_states
+                              for ids, _, mask in self.batches]
         self._reference = self.embeddings()  # (n_texts, d_model): the full model's embeddings
 
     n_layers = property(lambda self: self.model.config.n_layers)
@@ -275,8 +281,8 @@ class MiniLMTask:
         gates = _check_gates(self, head_gates)
         model = self._params_with_bias_shift(gates) if ablation == "mean" else self.model
         out = []
-        for ids, lengths, mask in self.batches:
-            hidden = model.forward(ids, mask=mask, head_gates=gates).hidden_states[-1]  # (batch, n, d_model)
+        for (ids, lengths, mask), inputs in zip(self.batches, self._layer_inputs):
+            hidden = _last_hidden_state(model, inputs, mask, gates)  # (batch, n, d_model)
             real = (np.arange(ids.shape[1])[None] < lengths[:, None]).astype(hidden.dtype)  # (batch, n)
             mean = (hidden * real[..., None]).sum(1) / lengths[:, None]  # (batch, d_model)
             out.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
@@ -293,17 +299,52 @@ def _as_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
+def _last_hidden_state(model, layer_inputs, mask, gates) -> np.ndarray:
+    """The last hidden states (batch, n, d_model) of `model` under `gates` (n_layers, n_heads),
+    exactly as model.forward(..., head_gates=gates) computes them, but starting at the first layer
+    with a gate that is not 1: the layers below it compute what the full model computes, so their
+    output is read from `layer_inputs` (the full model's hidden states, (n_layers + 1, batch, n,
+    d_model)). The layers run are the backend's own `encoder_layer`, with the same arguments."""
+    changed = np.flatnonzero((gates != 1.0).any(axis=1))  # layers with a gated head
+    if len(changed) == 0:
+        return layer_inputs[-1]
+    start = int(changed[0])
+    eps, layers = model.config.layer_norm_eps, model.params.layers
+    if model.backend == "numpy":
+        x = layer_inputs[start]  # (batch, n, d_model)
+        for l in range(start, len(layers)):
+            x, _ = np_bert.encoder_layer(x, layers[l], mask, eps, gates[l])  # (batch, n, d_model)
+        return x
+    import torch
+
+    from mha_course.pretrained import torch_bert
+
+    device = model.params.word_embeddings.device
+    with torch.inference_mode():
+        x, mask_t, gates_t = (torch.as_tensor(a, device=device)
+                              for a in (layer_inputs[start], mask, gates))
+        for l in range(start, len(layers)):
+            x, _ = torch_bert.encoder_layer(x, layers[l], mask_t, eps, gates_t[l])  # (batch, n, d_model)
+    return x.cpu().numpy()
+
+
 # --------------------------------------------------------------------------- importance
-def ablation_effects(task, ablations=ABLATIONS) -> dict[str, dict[str, np.ndarray]]:
+def ablation_effects(task, ablations=ABLATIONS, layers=None) -> dict[str, dict[str, np.ndarray]]:
     """Remove one head at a time: {ablation: {metric: (n_layers, n_heads)}}, each entry the
     metric with that head ablated minus the metric of the full model (for accuracy, negative =
-    the head was needed; for loss, positive). n_layers * n_heads evaluations per ablation."""
+    the head was needed; for loss, positive). n_layers * n_heads evaluations per ablation.
+    layers: None (every layer), or the layers whose heads to measure (n_heads evaluations per
+    layer and ablation); the rows of the other layers are NaN."""
+    layers = range(task.n_layers) if layers is None else [int(l) for l in layers]
+    bad = [l for l in layers if not 0 <= l < task.n_layers]
+    if bad:
+        raise ValueError(f"layers must be in [0, {task.n_layers - 1}]; got {bad}")
     full = task.evaluate(None)
     out = {}
     for ablation in ablations:
         _check_ablation(ablation)
-        table = {m: np.zeros((task.n_layers, task.n_heads)) for m in full}
-        for l in range(task.n_layers):
+        table = {m: np.full((task.n_layers, task.n_heads), np.nan) for m in full}
+        for l in layers:
             for h in range(task.n_heads):
                 gates = _ones(task)
                 gates[l, h] = 0.0
@@ -405,6 +446,23 @@ class PruningCurves:
         return float(self.fraction[last_ok])
 
 
+def curve_table(curves: PruningCurves, at: int, tolerances=(0.01, 0.05)) -> str:
+    """A text table, one row per order (importance, random, reverse): the share of heads that
+    can go while the metric stays within each tolerance of the full model's
+    (`removable_fraction`), and the metric with `at` heads removed (a step of the curves)."""
+    where = np.flatnonzero(curves.n_removed == at)
+    if len(where) == 0:
+        raise ValueError(f"at must be one of the measured steps {curves.n_removed.tolist()}; got {at}")
+    metric = f"{curves.metric}, {at} removed"
+    lines = [f"{'order':<12}" + "".join(f"{f'within {t:g}':>12}" for t in tolerances)
+             + f"{metric:>{len(metric) + 4}}"]
+    for name in ("importance", "random", "reverse"):
+        lines.append(f"{name:<12}" + "".join(f"{curves.removable_fraction(name, t):12.2f}"
+                                             for t in tolerances)
+                     + f"{curves.mean(name)[where[0]]:{len(metric) + 4}.3f}")
+    return "\n".join(lines)
+
+
 def pruning_curves(task, importance, metric: str, *, n_random: int = 5, seed: int = 0,
                    steps=None, ablation: str = "zero", order=None) -> PruningCurves:
     """Accuracy (or any metric of the task) as heads are removed one after another.
@@ -433,8 +491,14 @@ def pruning_curves(task, importance, metric: str, *, n_random: int = 5, seed: in
     orders = {"importance": first[None], "reverse": prune_order(-importance)[None],  # (1, n_total)
               "random": np.stack([rng.permutation(n_total) for _ in range(n_random)])
               if n_random else np.zeros((0, n_total), dtype=np.int64)}
+    measured = {}  # the same set of removed heads is measured once (k = 0 and k = n_total in every order)
+
     def measure(run, k):
-        return task.evaluate(gates_without(run[:k], task.n_layers, task.n_heads), ablation)[metric]
+        key = frozenset(run[:k].tolist())
+        if key not in measured:
+            measured[key] = task.evaluate(gates_without(run[:k], task.n_layers, task.n_heads),
+                                          ablation)[metric]
+        return measured[key]
 
     curves = {name: np.array([[measure(run, k) for k in steps] for run in runs],
                              dtype=np.float64).reshape(len(runs), len(steps))  # (n_runs, n_steps)

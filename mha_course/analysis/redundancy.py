@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import entr
 
 __all__ = ["js_distance_matrix", "linear_cka", "cka_matrix", "cluster_order", "mds_embedding",
-           "head_labels", "layer_separation"]
+           "head_labels", "layer_separation", "close_pairs"]
 
 
 def _flat_heads(A: np.ndarray) -> np.ndarray:
@@ -169,3 +169,12 @@ def layer_separation(distance, n_layers: int, n_heads: int) -> dict[str, float]:
     within = float(D[same & off].mean()) if (same & off).any() else float("nan")
     between = float(D[~same].mean()) if (~same).any() else float("nan")
     return {"within_layer": within, "between_layers": between, "ratio": within / between}
+
+
+def close_pairs(distance, threshold: float) -> np.ndarray:
+    """(n_pairs, 2) flat head indices (i < j) of every pair whose distance is below `threshold`,
+    the closest pair first (ties in index order)."""
+    D = _check_square("distance", distance)
+    i, j = np.nonzero(np.triu(D < threshold, k=1))  # (n_pairs,) each, i < j
+    order = np.argsort(D[i, j], kind="stable")  # closest first
+    return np.stack([i[order], j[order]], axis=1).astype(np.int64)  # (n_pairs, 2)
