@@ -132,6 +132,7 @@ def test_clark_bars_put_each_head_next_to_its_baseline_one_panel_per_direction()
         colours = {to_hex(p.get_facecolor()) for p in ax.patches}
         assert colours == {palette.BLUE.lower(), palette.GREY.lower()}
         assert ax.get_title().startswith(DIRECTION_WORDS[direction])
+        assert ax.get_xlabel() and ax.get_ylabel() == "accuracy"
         assert [t.get_text() for t in ax.texts] == ["L1H2", "L1H2"]
     with pytest.raises(ValueError, match="at least one row"):
         tables.clark_bars([])

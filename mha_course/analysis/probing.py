@@ -331,8 +331,8 @@ def summary_lines(results: dict, *, feature: str = "residual", layers: str = "la
     if missing:
         raise ValueError(f"tasks {missing} have no layer output {feature!r}: probe them with "
                          f"layer_features=({feature!r},)")
-    tail = ("last layer output:  accuracy control select." if layers == "last"
-            else "layer output: select. L0 …")
+    tail = (f"{'last layer output:':<18}{'accuracy':>9}{'control':>8}{'select.':>8}"
+            if layers == "last" else "layer output: select. L0 …")
     lines = [f"{'task':<9}{'classes':>7}{'chance':>7}  {'best head':<9}{'accuracy':>9}{'control':>8}"
              f"{'select.':>8}   {tail}"]
     for task, r in results.items():

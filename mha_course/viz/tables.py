@@ -300,7 +300,7 @@ def clark_bars(rows, *, title: str = "does a head find each arc's other end bett
             ax.text(i - 0.2, row["accuracy"] + 0.02, row["best_head"], ha="center", fontsize=7)
         ax.set_xticks(x, [f"{row['relation']} ({row['n_arcs']})\n{row['query']} →\n{row['key']}"
                           for row in these], fontsize=7)
-        ax.set(ylabel="accuracy", ylim=(0, 1.1),
+        ax.set(xlabel="relation (number of arcs): query → key", ylabel="accuracy", ylim=(0, 1.1),
                title=f"{these[0]['direction_words']}: query → key under each bar "
                      "(number of arcs in brackets)")
         ax.legend(fontsize=8, loc="upper right")
