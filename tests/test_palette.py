@@ -89,6 +89,10 @@ W = weights(2, 3, 6, 6, sharp=2.0)  # (n_layers, n_heads, n, n)
 SIX = TOKENS[:6]
 PROBE = ProbeResult(task="pos", classes=("A", "B"), accuracy=np.array([[0.9, 0.5], [0.7, 0.6]]),
                     control_accuracy=np.array([[0.4, 0.5], [0.6, 0.6]]), majority=0.5)
+PROBE_LAYERS = ProbeResult(task="pos", classes=("A", "B"), accuracy=PROBE.accuracy,
+                           control_accuracy=PROBE.control_accuracy, majority=0.5,
+                           layer_accuracy={"residual": np.array([0.8, 0.9])},
+                           layer_control_accuracy={"residual": np.array([0.5, 0.5])})
 PARAMS = init_params(d_model=8, n_heads=2, seed=0)
 Q2, K2 = rng.standard_normal((10, 4)), rng.standard_normal((10, 4))
 XY = rng.standard_normal((24, 2))
@@ -117,6 +121,15 @@ FIGURES = {
     "layer_profile": lambda: tables.layer_profile(np.abs(XY[:, 0]).reshape(4, 6),
                                                   ylabel="entropy (nats)", title="entropy"),
     "pruning_plot": lambda: tables.pruning_plot(_curves()),
+    "head_maps": lambda: tables.head_maps({"a": W[0, :, 0], "b": W[0, :, 1]}, suptitle="two maps"),
+    "clark_bars": lambda: tables.clark_bars([
+        {"direction": "dep_to_head", "direction_words": "dependent → head", "relation": "det",
+         "query": "determiner", "key": "noun", "n_arcs": 3, "best_head": "L0H1", "accuracy": 0.8,
+         "baseline_accuracy": 0.6}]),
+    "layer_trends": lambda: tables.layer_trends(
+        {k: np.linspace(0.2, 0.8, 3) for k in ("delimiter", "entropy", "entropy_words",
+                                                 "mean_distance", "mean_distance_words")}),
+    "selectivity_bars": lambda: tables.selectivity_bars({"pos": PROBE_LAYERS}, {"pos": PROBE_LAYERS}),
     "plot_scaling": lambda: widgets.plot_scaling(64, 1.0, n_pairs=200),
     "plot_head": lambda: widgets.plot_head(Q2[:6, :2], K2[:6, :2], W[0, 0], SIX, head=0),
     "plot_pruned_heads": lambda: widgets.plot_pruned_heads(_curves(), np.arange(4.0).reshape(2, 2),
