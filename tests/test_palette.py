@@ -326,9 +326,12 @@ def _literals(tree):
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
                   and node.body and isinstance(node.body[0], ast.Expr)
                   and isinstance(node.body[0].value, ast.Constant)}
+    # an f-string's format spec ({x:g}, {x:.2f}) is a string constant too, not a colour
+    specs = {id(part) for node in ast.walk(tree) if isinstance(node, ast.FormattedValue)
+             and node.format_spec is not None for part in ast.walk(node.format_spec)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and id(node) not in docstrings:
+                and id(node) not in docstrings | specs:
             yield node.lineno, node.value
 
 
@@ -353,3 +356,8 @@ def test_the_source_scan_sees_a_colour():
     literals = [text for _, text in _literals(tree)]
     assert literals == ["crimson", "tab:blue", "0.5", "RdBu_r"]
     assert [t for t in literals if is_color_like(t) and not _grey(t)] == ["crimson", "tab:blue"]
+
+
+def test_the_source_scan_sees_colours_but_not_format_specs():
+    found = list(_literals(ast.parse('colour = "g"\nlabel = f"{x:g} {y:.2f}"\n')))
+    assert found == [(1, "g")]
