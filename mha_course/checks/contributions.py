@@ -79,7 +79,7 @@ def _diagnose(case, got, expected):
     plain = contributions.head_contributions(heads, W_O)  # (..., n_heads, n, d_model)
     found = first_match(got, {
         "head i's block of W^O is the d_v consecutive rows i*d_v to (i+1)*d_v; you took every "
-        "n_heads-th row (reshape W_O to (n_heads, d_v, d_model), in that order)":
+        "n_heads-th row instead (in a reshape, which axis varies fastest?)":
             lambda: _gated(heads @ strided, gates),
         "you ignored head_gates: multiply head i's contribution by its gate xi_i":
             lambda: plain if gates is not None else None,
