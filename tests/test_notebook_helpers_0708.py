@@ -141,3 +141,47 @@ def test_describe_sharp_heads_counts_and_ranks_like_sharp_but_small():
     assert "sharpness 0.90, share 0.050, value norm at its favourite key 0.10" in lines[1]
     with pytest.raises(ValueError, match="top must be at least 1"):
         contributions.describe_sharp_heads(summary, top=0)
+
+
+# --------------------------------------------------------------------------- the toy from a layer
+def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
+    from mha_course import toy_language, toy_model
+
+    model = toy_model.load()
+    task = pruning.ToyTask(model, toy_language.generate(6, seed=3), seed=0, batch_size=16)
+    assert len(task._block_inputs) > 1  # several chunks, each with its own cached inputs
+    for removed in ([9], [8, 15], [2, 12], []):  # layer 1 only (the shortcut), then both layers
+        gates = pruning.gates_without(removed, 2, 8)  # (2, 8)
+        g = torch.as_tensor(gates, dtype=torch.float32)
+        for index, rows in enumerate(task._chunks()):
+            with torch.no_grad():
+                expected = model(task.inputs[rows], task.lengths[rows], g).logits  # every layer
+                assert torch.equal(task._forward(index, rows, gates, "zero"), expected)
+                shifts = task._bias_shifts(gates)
+                saved = [block.attn.b_O.clone() for block in model.blocks]
+                for block, shift in zip(model.blocks, shifts):
+                    block.attn.b_O += shift
+                expected = model(task.inputs[rows], task.lengths[rows], g).logits
+                for block, b in zip(model.blocks, saved):
+                    block.attn.b_O.copy_(b)
+                assert torch.equal(task._forward(index, rows, gates, "mean"), expected)
+
+
+# --------------------------------------------------------------------------- JS distance
+def test_js_distance_matrix_is_scipys_jensen_shannon_averaged_over_rows():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(1)
+    attentions = []
+    for n in (4, 7):
+        A = rng.random((2, 3, n, n)) ** 3  # (n_layers, n_heads, n, n)
+        A[..., 0, 1:] = 0.0  # a row with all its weight on one key
+        attentions.append(A / A.sum(-1, keepdims=True))
+    D = redundancy.js_distance_matrix(attentions)  # (6, 6)
+    P = [A.reshape(6, A.shape[2], A.shape[3]) for A in attentions]
+    rows = sum(p.shape[1] for p in P)
+    brute = np.array([[sum(jensenshannon(p[i, r], p[j, r], base=2) for p in P for r in range(p.shape[1]))
+                       / rows for j in range(6)] for i in range(6)])
+    np.fill_diagonal(brute, 0.0)
+    np.testing.assert_allclose(D, brute, atol=1e-7)
+    np.testing.assert_array_equal(D, D.T)

@@ -97,6 +97,7 @@ class ToyTask:
         self.task_of = np.repeat(np.arange(len(tasks)), [len(p[3]) for p in parts])  # (n_items,)
         self.batch_size = batch_size
         self._means = None
+        self._block_inputs = self._capture_block_inputs()
 
     n_layers = property(lambda self: self.model.config.n_layers)
     n_heads = property(lambda self: self.model.config.n_heads)
@@ -105,6 +106,26 @@ class ToyTask:
     def _chunks(self):
         for start in range(0, len(self.lengths), self.batch_size):
             yield slice(start, start + self.batch_size)
+
+    def _capture_block_inputs(self) -> list[list[tuple]]:
+        """Per chunk and layer, the full model's (x (batch, n, d_model), mask) as they enter the
+        block: removing a head of layer l leaves the blocks below l as they are, so an evaluation
+        can start at layer l (read by a forward pre-hook, so the embedding is the model's own)."""
+        import torch
+
+        captured = []
+        hooks = [block.register_forward_pre_hook(lambda block, args: captured[-1].append(args[:2]))
+                 for block in self.model.blocks]
+        ones = torch.ones(self.n_layers, self.n_heads)  # as evaluate passes them: (n_layers, n_heads)
+        try:
+            with torch.no_grad():
+                for rows in self._chunks():
+                    captured.append([])
+                    self.model(self.inputs[rows], self.lengths[rows], ones)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
 
     def head_means(self) -> np.ndarray:
         """(n_layers, n_heads, d_v): mu_h, each head's Z_h averaged over every real token of the
@@ -134,20 +155,36 @@ class ToyTask:
             shifts.append(torch.einsum("h,hv,hvd->d", weight, mu[layer], W))  # (d_model,)
         return shifts
 
-    def _forward(self, rows, gates, ablation):
-        """Logits (batch, n, vocab_size) of the gated model; mean ablation shifts b^O meanwhile."""
+    def _logits(self, index, rows, gates):
+        """Logits (batch, n, vocab_size) of chunk `index` under gates (n_layers, n_heads): the
+        model's forward pass, or, when the layers below the first gated one are untouched, the
+        blocks from that layer on, then the model's head (ln_out and the tied embedding)."""
         import torch
 
-        g = torch.as_tensor(gates, dtype=torch.float32)
-        if ablation == "zero":
+        g = torch.as_tensor(gates, dtype=torch.float32)  # (n_layers, n_heads)
+        changed = np.flatnonzero((gates != 1.0).any(axis=1))  # layers with a gated head
+        start = int(changed[0]) if len(changed) else 0
+        if start == 0:
             return self.model(self.inputs[rows], self.lengths[rows], g).logits
+        x, mask = self._block_inputs[index][start]  # (batch, n, d_model), the padding mask
+        for layer in range(start, self.n_layers):
+            x, _, _ = self.model.blocks[layer](x, mask, g[layer])  # (batch, n, d_model)
+        return self.model.ln_out(x) @ self.model.tok_emb.weight.T  # (batch, n, vocab_size)
+
+    def _forward(self, index, rows, gates, ablation):
+        """Logits (batch, n, vocab_size) of the gated model; mean ablation shifts b^O meanwhile
+        (by exactly 0 in layers whose gates are all 1, so their cached inputs still hold)."""
+        import torch
+
+        if ablation == "zero":
+            return self._logits(index, rows, gates)
         shifts = self._bias_shifts(gates)
         saved = [block.attn.b_O.detach().clone() for block in self.model.blocks]
         try:
             with torch.no_grad():
                 for block, shift in zip(self.model.blocks, shifts):
                     block.attn.b_O += shift
-            return self.model(self.inputs[rows], self.lengths[rows], g).logits
+            return self._logits(index, rows, gates)
         finally:
             with torch.no_grad():
                 for block, b in zip(self.model.blocks, saved):
@@ -165,8 +202,8 @@ class ToyTask:
         counted = np.zeros(len(self.tasks))
         loss_sum = 0.0
         with torch.no_grad():
-            for rows in self._chunks():
-                logits = self._forward(rows, gates, ablation)  # (batch, n, vocab_size)
+            for index, rows in enumerate(self._chunks()):
+                logits = self._forward(index, rows, gates, ablation)  # (batch, n, vocab_size)
                 at, targets = self.at[rows], self.targets[rows]
                 loss_sum += float(F.cross_entropy(logits[at], targets[at], reduction="sum"))
                 hit = (logits.argmax(-1) == targets) & at  # (batch, n)

@@ -51,14 +51,15 @@ def js_distance_matrix(attentions, query_masks=None) -> np.ndarray:
         P = _flat_heads(A)  # (n_total, n, n)
         if query_masks is not None:
             P = P[:, np.asarray(query_masks[k], dtype=bool)]  # (n_total, n_rows, n)
-        # JSD(p, q) = H(m) - (H(p) + H(q)) / 2 with entropies H in nats; one head against all
-        # others at a time keeps memory at (n_total, n_rows, n)
+        # JSD(p, q) = H(m) - (H(p) + H(q)) / 2 with entropies H in nats; one head against the
+        # heads after it at a time keeps memory at (n_total, n_rows, n). The formula is symmetric
+        # term by term, so row i's entries j > i are also column i's, bit for bit.
         H = entr(P).sum(-1)  # (n_total, n_rows)
         dist = np.zeros((len(P), len(P)))  # (n_total, n_total)
         for i in range(len(P)):
-            H_mid = entr((P[i] + P) / 2).sum(-1)  # (n_total, n_rows)
-            jsd = (H_mid - (H[i] + H) / 2) / np.log(2)  # (n_total, n_rows), in bits
-            dist[i] = np.sqrt(np.clip(jsd, 0, 1)).sum(-1)  # summed over rows
+            H_mid = entr((P[i] + P[i:]) / 2).sum(-1)  # (n_total - i, n_rows)
+            jsd = (H_mid - (H[i] + H[i:]) / 2) / np.log(2)  # (n_total - i, n_rows), in bits
+            dist[i, i:] = dist[i:, i] = np.sqrt(np.clip(jsd, 0, 1)).sum(-1)  # summed over rows
         total = dist if total is None else total + dist
         rows += P.shape[1]
     if rows == 0:
