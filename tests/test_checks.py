@@ -13,6 +13,7 @@ import pytest
 from mha_course import checks
 from mha_course import np_attention as npa
 from mha_course.analysis import heads as hm
+from mha_course.analysis import probing
 from mha_course.checks import EXERCISES, CheckFailed
 from mha_course.grading import codec
 
@@ -57,11 +58,21 @@ def classify_head(scores, syntactic_baseline=None, min_score=0.5, min_margin=0.2
     return "none" if best is None or ok[best] < min_score else best
 
 
-def control_labels(word_ids, labels, seed=0):
+def control_labels(labels, word_types, seed=0):
+    """The package's draw written another way: shuffle the types, lay their tokens end to end and
+    give each type the class whose token quota holds the type's middle token."""
     rng = np.random.default_rng(seed)
-    types = sorted(set(word_ids.tolist()))
-    drawn = dict(zip(types, rng.choice(labels, size=len(types))))
-    return np.array([drawn[w] for w in word_ids.tolist()])
+    probed = labels != ""
+    classes, quota = np.unique(labels[probed].astype(str), return_counts=True)
+    types, counts = np.unique(word_types[probed].astype(str), return_counts=True)
+    order = rng.permutation(len(types))
+    label_of, start = {}, 0.0
+    for t in order:
+        middle = start + counts[t] / 2
+        k = min(int((np.cumsum(quota) <= middle).sum()), len(classes) - 1)
+        label_of[types[t]] = classes[k]
+        start += counts[t]
+    return [label_of[str(w)] if p else "" for w, p in zip(word_types, probed)]
 
 
 def probe_accuracy(features, labels, train, test):
@@ -116,17 +127,49 @@ REFERENCE = {
     "entropy": [hm.attention_entropy],
     "distance": [hm.mean_attention_distance],
     "dependency_accuracy": [hm.syntactic_score],
+    "classify_head": [hm.classify_head],
+    "probe": [probing.control_labels, probing.probe_accuracy],
+    "ablation": [head_importance],
+}
+
+
+INDEPENDENT = {  # students written here, without the package, that must pass as well
+    "split_merge": [split_heads, merge_heads],
     "classify_head": [classify_head],
     "probe": [control_labels, probe_accuracy],
     "ablation": [head_importance],
 }
 
 
+OWN_TOPICS = ("attention", "backward", "head_metrics", "probing", "ablation")  # ex01-ex05
+
+
 def test_every_exercise_has_a_reference_student():
-    assert sorted(REFERENCE) == sorted(EXERCISES)
+    """Every exercise of ex01-ex05's topics has a reference here (newer topics test their own)."""
+    import importlib
+
+    ids = [ex.id for topic in OWN_TOPICS
+           for ex in importlib.import_module(f"mha_course.checks.{topic}").EXERCISES]
+    assert sorted(REFERENCE) == sorted(ids)
+    assert set(REFERENCE) <= set(EXERCISES)
 
 
-@pytest.mark.parametrize("exercise_id", sorted(EXERCISES))
+@pytest.mark.parametrize("exercise_id", sorted(INDEPENDENT))
+def test_independent_answers_pass(exercise_id):
+    if exercise_id == "ablation":
+        return  # REFERENCE already is the independent student (the package has no such function)
+    assert judge_all(exercise_id, INDEPENDENT[exercise_id], hidden=False) == []
+    assert judge_all(exercise_id, INDEPENDENT[exercise_id], hidden=True, seed=1) == []
+
+
+def test_independent_control_labels_draw_what_the_package_draws():
+    case = EXERCISES["probe"].cases(hidden=True, seed=3)[0]
+    for seed in (0, 7):
+        assert control_labels(case["labels"], case["word_types"], seed) == \
+            list(probing.control_labels(case["labels"], case["word_types"], seed))
+
+
+@pytest.mark.parametrize("exercise_id", sorted(REFERENCE))
 def test_right_answers_pass_public_and_hidden_cases(exercise_id):
     assert judge_all(exercise_id, REFERENCE[exercise_id], hidden=False) == []
     assert judge_all(exercise_id, REFERENCE[exercise_id], hidden=True, seed=1) == []
@@ -252,8 +295,25 @@ def classify_no_min_score(scores, syntactic_baseline=None, min_score=0.5, min_ma
     return classify_head(scores, syntactic_baseline, -np.inf, min_margin)
 
 
-def control_per_token(word_ids, labels, seed=0):
-    return np.random.default_rng(seed).choice(labels, size=len(labels))
+def control_per_token(labels, word_types, seed=0):
+    drawn = np.random.default_rng(seed).choice(labels[labels != ""], size=len(labels))
+    return np.where(labels == "", "", drawn)
+
+
+def control_independent_draw(labels, word_types, seed=0):
+    """Hewitt & Liang's draw: each type's label drawn on its own, which lets a frequent type pull
+    the control's distribution away from the task's."""
+    rng = np.random.default_rng(seed)
+    probed = labels != ""
+    types, index = np.unique(word_types[probed].astype(str), return_inverse=True)
+    drawn = rng.choice(labels[probed], size=len(types))
+    out = np.full(len(labels), "", dtype=object)
+    out[probed] = drawn[index]
+    return out
+
+
+def control_in_argument_order_of_old(labels, word_types, seed=0):
+    return probing.control_labels(word_types, labels, seed)
 
 
 def probe_unscaled(features, labels, train, test):
@@ -296,6 +356,8 @@ MISTAKES = [
     ("classify_head", [classify_ignoring_baseline], "does not beat the baseline"),
     ("classify_head", [classify_no_min_score], "below min_score"),
     ("probe", [control_per_token, probe_accuracy], "same word type got different control labels"),
+    ("probe", [control_independent_draw, probe_accuracy], "keep the task's label distribution"),
+    ("probe", [control_in_argument_order_of_old, probe_accuracy], "must keep the label ''"),
     ("probe", [control_labels, probe_unscaled], "standardise the features first"),
     ("probe", [control_labels, probe_on_train], "scored the probe on the training tokens"),
     ("ablation", [lambda *a: head_importance(*a, restore=False)], "left the model changed"),
@@ -345,7 +407,7 @@ def test_check_reports_exceptions_and_non_functions():
         raise IndexError("tuple index out of range")
 
     with pytest.raises(CheckFailed, match="your code raised IndexError: tuple index out of range"):
-        checks.check_sdpa_backward(broken)
+        checks.check_scaled_dot_product_attention_backward(broken)
     with pytest.raises(CheckFailed, match="softmax must be a function; got ndarray"):
         checks.check_softmax(np.zeros(3))
 

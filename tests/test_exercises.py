@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -173,3 +174,129 @@ def test_missing_solutions_folder_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert f"solutions folder not found: {tmp_path / 'nope'}" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Hints guide, they do not give the answer away (every solution notebook, whoever wrote it)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hints_do_not_give_the_solution_away(name):
+    leaks = authoring.notebook_hint_leaks(read(SOLUTIONS / name), name)
+    assert leaks == [], "\n".join(leaks)
+
+
+SOFTMAX_BACKWARD = ('def softmax_backward(A, dA, axis=-1):\n    """dL/dx."""\n'
+                    "    ### BEGIN SOLUTION\n    ### HINT: {hint}\n"
+                    "    return A * (dA - (dA * A).sum(axis=axis, keepdims=True))  # same shape as A\n"
+                    "    ### END SOLUTION\n")
+
+
+@pytest.mark.parametrize("hint, caught", [
+    # the hint ex03 once had: the solution's returned expression, and every one of its names
+    ("dx = A * (dA - (dA * A).sum(axis=axis, keepdims=True))", "the solution line"),
+    ("dx = A * (dA - (dA * A).sum(axis=axis, keepdims=True))", "names 4 of the solution's 4"),
+    # the same line with other spacing, and without the comment the solution carries
+    ("return A*(dA-(dA*A).sum(axis=axis,keepdims=True))", "the solution line"),
+    # no line, but the expression in words with 3 of its 4 identifiers
+    ("multiply A by dA minus the sum of dA times A along axis", "names 3 of the solution's 4"),
+])
+def test_hint_leak_is_caught(hint, caught):
+    regions = authoring.solution_regions(SOFTMAX_BACKWARD.format(hint=hint))
+    assert len(regions) == 1
+    problems = authoring.hint_leaks(regions[0])
+    assert any(caught in p for p in problems), problems
+
+
+def test_guiding_hint_passes():
+    hint = ("Start from the last formula above: every entry of dx needs its own weight and its own "
+            "upstream gradient, plus one number shared by the whole slice. Which number is that, "
+            "along which axis is it summed?")
+    region = authoring.solution_regions(SOFTMAX_BACKWARD.format(hint=hint))[0]
+    assert authoring.hint_leaks(region) == []
+    names, code = authoring._code_tokens(region.code)
+    assert names == {"A", "dA", "axis", "keepdims"}  # builtins (sum) and keywords left out
+    assert code[0].rstrip().endswith("keepdims=True))")  # the comment is not part of the line
+
+
+def test_short_lines_and_shared_words_alone_are_no_leak():
+    region = authoring.SolutionRegion(
+        hint="Return Z, A as a pair: what must the weights of every row sum to?",
+        code=("    Z, A = attend(Q, K, V)", "    return Z, A"))
+    assert authoring.hint_leaks(region) == []  # "return Z, A" has fewer than 12 characters
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise functions mirror the package: same names, same leading parameters
+
+PACKAGE_MODULES = ("mha_course.np_attention", "mha_course.analysis.heads",
+                   "mha_course.analysis.probing", "mha_course.analysis.pruning",
+                   "mha_course.analysis.contributions", "mha_course.pretrained.model")
+# exercise functions that the package deliberately does not have, and why
+NOT_IN_PACKAGE = {
+    "split_heads": "the package projects every head with one 2-D product and never splits",
+    "merge_heads": "the package projects every head with one 2-D product and never merges",
+    "head_importance": "the package ablates through `pruning.ablation_effects(task, ...)`, "
+                       "which takes a task object, not (model, inputs, ...)",
+    "previous_token_head": "ex06 asks for weights designed by hand; a package function would be "
+                           "the answer",
+}
+
+
+def exercise_signatures() -> dict[str, list[str]]:
+    """Every exercise function of every solution notebook -> its parameter names."""
+    wanted = {f for ex in EXERCISES.values() for f in ex.functions}
+    found = {}
+    for name in NAMES:
+        for cell in read(SOLUTIONS / name).cells:
+            if cell.cell_type != "code" or authoring.BEGIN not in cell.source:
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.FunctionDef) and node.name in wanted:
+                    found[node.name] = [a.arg for a in node.args.posonlyargs + node.args.args]
+    return found
+
+
+def test_every_exercise_function_is_defined_in_a_solution():
+    wanted = {f for ex in EXERCISES.values() for f in ex.functions}
+    assert sorted(wanted - set(exercise_signatures())) == []
+
+
+@pytest.mark.parametrize("function", sorted(exercise_signatures()))
+def test_exercise_function_mirrors_the_package(function):
+    import importlib
+    import inspect
+
+    params = exercise_signatures()[function]
+    homes = [m for m in PACKAGE_MODULES if callable(getattr(importlib.import_module(m), function, None))]
+    if function in NOT_IN_PACKAGE:
+        assert not homes, f"{function} is in {homes}: take it off NOT_IN_PACKAGE and compare"
+        pytest.skip(NOT_IN_PACKAGE[function])
+    assert homes, (f"the exercise function {function} is in none of {PACKAGE_MODULES}: name it as "
+                   "the package does, or add it to NOT_IN_PACKAGE with the reason")
+    package = inspect.signature(getattr(importlib.import_module(homes[0]), function))
+    leading = [p.name for p in package.parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(params)]
+    assert leading == params, f"{homes[0]}.{function}{package} vs the exercise's ({', '.join(params)})"
+
+
+def test_ex05_control_labels_draws_what_the_package_draws():
+    """The exercise's control task is the package's draw, token for token."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mha_course.analysis import probing
+
+    cell = next(c for c in read(SOLUTIONS / "ex05_probing_and_pruning.ipynb").cells
+                if c.cell_type == "code" and "def control_labels(" in c.source)
+    space = {"np": np, "make_pipeline": make_pipeline, "StandardScaler": StandardScaler,
+             "LogisticRegression": LogisticRegression}
+    exec(cell.source, space)
+    rng = np.random.default_rng(0)
+    labels = rng.choice(np.array(["NOUN", "VERB", "DET", ""], dtype=object), size=300,
+                        p=[0.5, 0.25, 0.2, 0.05])
+    types = rng.integers(40, size=300) ** 2  # word types of unequal frequency
+    for seed in (0, 3):
+        np.testing.assert_array_equal(space["control_labels"](labels, types, seed),
+                                      probing.control_labels(labels, types, seed))

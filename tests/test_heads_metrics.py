@@ -230,3 +230,41 @@ def test_shape_errors_name_the_problem(corpus):
         H.local_score([np.zeros((1, 1, 3, 3))], corpus[:2])
     with pytest.raises(ValueError, match=r"\(n_layers, n_heads, n, n\)"):
         H.local_score([np.zeros((1, 3, 3))], corpus[:1])
+
+
+@pytest.mark.parametrize("scores, baseline, expected", [
+    ({"local": 0.9, "syntactic": 0.3, "delimiter": 0.1}, None, "local"),
+    # syntactic 0.7 is the best score but does not beat the baseline 0.6 by 0.2: the next best counts
+    ({"local": 0.55, "syntactic": 0.7, "delimiter": 0.1}, 0.6, "local"),
+    ({"local": 0.55, "syntactic": 0.7, "delimiter": 0.1}, None, "syntactic"),
+    ({"local": 0.3, "syntactic": 0.95}, 0.6, "syntactic"),
+    ({"local": 0.2, "syntactic": 0.3, "delimiter": 0.4}, None, "none"),  # all below min_score
+    ({"local": 0.2, "coreference": float("nan"), "duplicate": 0.81}, None, "duplicate"),
+    ({"local": float("nan"), "syntactic": float("nan")}, 0.6, "none"),  # nothing measurable
+    ({}, None, "none"),
+])
+def test_classify_head_rule(scores, baseline, expected):
+    assert H.classify_head(scores, baseline, min_score=0.5, min_margin=0.2) == expected
+
+
+def test_classify_head_thresholds_are_inclusive_and_named():
+    scores = {"local": 0.5, "syntactic": 0.8}
+    assert H.classify_head(scores, 0.6, min_score=0.5, min_margin=0.2) == "syntactic"  # 0.8 >= 0.8
+    assert H.classify_head(scores, 0.61, min_score=0.5, min_margin=0.2) == "local"
+    assert H.classify_head(scores, 0.61, min_score=0.51, min_margin=0.2) == "none"
+    with pytest.raises(TypeError, match="dict role -> score"):
+        H.classify_head([0.5, 0.8])
+
+
+def test_classify_heads_applies_classify_head_to_every_head():
+    rng = np.random.default_rng(3)
+    scores = {r: rng.uniform(0, 1, (2, 3)) ** 1.5 for r in H.ROLES}
+    scores["coreference"][0, 1] = np.nan
+    table = H.classify_heads(scores, syntactic_baseline=0.4, min_score=0.45, min_margin=0.1)
+    assert [(row["layer"], row["head"]) for row in table] == [(l, h) for l in range(2) for h in range(3)]
+    for row in table:
+        one = {r: scores[r][row["layer"], row["head"]] for r in H.ROLES}
+        assert row["role"] == H.classify_head(one, 0.4, min_score=0.45, min_margin=0.1)
+        finite = {r: v for r, v in one.items()
+                  if np.isfinite(v) and not (r == "syntactic" and v < 0.5)}
+        assert row["score"] == pytest.approx(max(finite.values()))  # the best eligible score

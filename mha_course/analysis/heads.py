@@ -25,7 +25,7 @@ Conventions (after Clark et al. 2019 and Voita et al. 2019):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ __all__ = [
     "ROLES", "local_score", "syntactic_score", "fixed_offset_baseline", "delimiter_score",
     "coreference_score", "rare_word_score", "rare_target_score", "self_attention_mass",
     "identity_score", "duplicate_score", "attention_entropy",
-    "mean_attention_distance", "head_scores", "classify_heads", "best_heads",
+    "mean_attention_distance", "head_scores", "classify_head", "classify_heads", "best_heads",
 ]
 
 ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_word", "rare_target",
@@ -277,12 +277,45 @@ def best_heads(scores: dict[str, np.ndarray]) -> dict[str, dict]:
     return out
 
 
+def _best_eligible_role(scores: Mapping[str, float], syntactic_baseline: float | None,
+                        min_margin: float) -> tuple[str, float]:
+    """The role with the highest score among those that count, and that score ("none", NaN when
+    no role counts). A NaN score does not count (nothing to measure it on); the syntactic role
+    counts only if it reaches syntactic_baseline + min_margin (else position alone explains it)."""
+    eligible = {role: float(score) for role, score in scores.items() if not np.isnan(score)}
+    if syntactic_baseline is not None and \
+            eligible.get("syntactic", -np.inf) < syntactic_baseline + min_margin:
+        eligible.pop("syntactic", None)
+    if not eligible:
+        return "none", float("nan")
+    best = max(eligible, key=eligible.get)
+    return best, eligible[best]
+
+
+def classify_head(scores: Mapping[str, float], syntactic_baseline: float | None = None,
+                  min_score: float = 0.5, min_margin: float = 0.2) -> str:
+    """One head's role from its role scores (a dict role -> score, e.g. one head's entries of
+    `head_scores`), or "none".
+
+    The rule: skip NaN scores; the syntactic role counts only if it beats the fixed-offset
+    baseline by `min_margin` (always, when `syntactic_baseline` is None); the role is the one
+    left with the highest score, and "none" if that score is below `min_score` or nothing is left.
+    """
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a dict role -> score (e.g. {{'local': 0.9, ...}}); got "
+                        f"{type(scores).__name__}")
+    role, score = _best_eligible_role(scores, syntactic_baseline, min_margin)
+    return role if score >= min_score else "none"
+
+
 def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | None = None,
                    min_score: float = 0.5, min_margin: float = 0.2) -> list[dict]:
-    """Each head's best role and score, one dict per head in (layer, head) order.
+    """Each head's role (`classify_head`) and its best eligible score, one dict per head in
+    (layer, head) order: {"layer", "head", "role", "score", "scores"}.
 
-    A head whose best score is below `min_score` gets the role "none". The syntactic role only
-    counts when the head beats the fixed-offset baseline by `min_margin` (else it is positional).
+    A head whose best score is below `min_score` gets the role "none" (its "score" is still that
+    best score). The syntactic role only counts when the head beats the fixed-offset baseline by
+    `min_margin` (else it is positional).
     """
     _check_roles(scores)
     n_layers, n_heads = np.shape(scores["local"])
@@ -290,15 +323,8 @@ def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | No
     for layer in range(n_layers):
         for head in range(n_heads):
             role_scores = {r: float(scores[r][layer, head]) for r in ROLES}
-            eligible = dict(role_scores)
-            if syntactic_baseline is not None and \
-                    role_scores["syntactic"] < syntactic_baseline + min_margin:
-                eligible.pop("syntactic")
-            eligible = {r: v for r, v in eligible.items() if not np.isnan(v)}
-            role = max(eligible, key=eligible.get) if eligible else "none"
-            score = eligible.get(role, float("nan"))
-            if not score >= min_score:
-                role = "none"
+            role = classify_head(role_scores, syntactic_baseline, min_score, min_margin)
+            score = _best_eligible_role(role_scores, syntactic_baseline, min_margin)[1]
             table.append({"layer": layer, "head": head, "role": role, "score": score,
                           "scores": role_scores})
     return table

@@ -18,16 +18,22 @@ there, and `grade_id` names the exercise in `mha_course.checks.EXERCISES`.
 
 from __future__ import annotations
 
+import builtins
 import copy
+import io
 import json
+import keyword
 import re
+import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 __all__ = ["BEGIN", "END", "HINT", "GradedCell", "SolutionFormatError", "make_exercise",
-           "make_exercises", "stale_exercises", "graded_cells", "exercise_text", "stub_hints"]
+           "make_exercises", "stale_exercises", "graded_cells", "exercise_text", "stub_hints",
+           "SolutionRegion", "solution_regions", "hint_leaks", "notebook_hint_leaks"]
 
 BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "### HINT:"
 _KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
@@ -172,3 +178,93 @@ def stub_hints(source: str) -> list[str]:
     """The messages of the stubs in a generated cell (used by the tests)."""
     return [json.loads(m.group(1)) for line in source.split("\n")
             if (m := _HINT_RE.search(line.strip()))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Hints that guide: a hint must not give the solution away
+
+
+@dataclass(frozen=True)
+class SolutionRegion:
+    """One `### BEGIN SOLUTION` ... `### END SOLUTION` region: its hint and its code lines."""
+
+    hint: str
+    code: tuple[str, ...]
+
+
+def solution_regions(source: str) -> list[SolutionRegion]:
+    """The regions of a solution cell, in order (the cell is assumed well formed: see
+    `make_exercise` for the checks)."""
+    regions, lines = [], None
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            lines = []
+        elif stripped.startswith(END) and lines is not None:
+            hints = [r.strip()[len(HINT):].strip() for r in lines if r.strip().startswith(HINT)]
+            code = tuple(r for r in lines if not r.strip().startswith(HINT))
+            regions.append(SolutionRegion(" ".join(hints), code))
+            lines = None
+        elif lines is not None:
+            lines.append(line)
+    return regions
+
+
+_TRIVIAL_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+MIN_LEAKED_LINE = 12  # non-space characters: shorter lines ("return Z, A") may be said in words
+MAX_IDENTIFIER_SHARE = 0.5
+
+
+def _code_tokens(code_lines) -> tuple[set[str], list[str]]:
+    """(the NAME tokens, each line without its comment) of dedented code; strings and comments
+    hold no identifiers. Falls back to a regular expression where the code does not tokenize."""
+    text = textwrap.dedent("\n".join(code_lines))
+    lines = text.split("\n")
+    names, comment_at = set(), {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text + "\n").readline):
+            if tok.type == tokenize.NAME:
+                names.add(tok.string)
+            elif tok.type == tokenize.COMMENT:
+                comment_at[tok.start[0] - 1] = tok.start[1]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        names = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"#.*", "", text)))
+        comment_at = {i: line.index("#") for i, line in enumerate(lines) if "#" in line}
+    code = [line[: comment_at.get(i, len(line))] for i, line in enumerate(lines)]
+    return names - _TRIVIAL_NAMES, code
+
+
+def hint_leaks(region: SolutionRegion) -> list[str]:
+    """What in the region's hint gives the solution away (empty: the hint only guides).
+
+    Two things count as giving it away: a line of the solution (comments dropped, whitespace
+    ignored, and a leading `return` too) of at least MIN_LEAKED_LINE non-space characters, found
+    in the hint; or more than
+    MAX_IDENTIFIER_SHARE of the solution's identifiers (Python NAME tokens, keywords and
+    builtins excepted) named in the hint as whole words.
+    """
+    names, code = _code_tokens(region.code)
+    hint_flat = re.sub(r"\s+", "", region.hint)
+    problems = []
+    for line in code:
+        flat = re.sub(r"\s+", "", line)
+        said = re.sub(r"^return", "", flat)  # "return expr" leaks when the hint holds expr
+        if len(said) >= MIN_LEAKED_LINE and said in hint_flat:
+            problems.append(f"the hint contains the solution line {line.strip()!r}")
+    named = sorted(n for n in names if re.search(rf"\b{re.escape(n)}\b", region.hint))
+    if names and len(named) > MAX_IDENTIFIER_SHARE * len(names):
+        problems.append(f"the hint names {len(named)} of the solution's {len(names)} identifiers "
+                        f"({', '.join(named)}): say where to look, not what to write")
+    return problems
+
+
+def notebook_hint_leaks(nb, name: str = "notebook") -> list[str]:
+    """Every leak of every solution region of a notebook, as 'name, cell k, region j: problem'."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or BEGIN not in cell.source:
+            continue
+        for number, region in enumerate(solution_regions(cell.source), start=1):
+            found += [f"{name}, cell {index}, region {number}: {problem}"
+                      for problem in hint_leaks(region)]
+    return found
