@@ -45,8 +45,8 @@ MUTATIONS = [
      "        H = -(A * np.log2(np.clip(A, 1e-12, None)))"),
     ("ex04_head_metrics", "dependency_accuracy",
      "scores = np.where(np.asarray(s.is_delimiter), -np.inf, A)  #", "scores = A  #"),
-    ("ex05_probing_and_pruning", "probe", "return drawn[type_of_token]",
-     "return rng.choice(labels, size=len(word_ids))"),
+    ("ex05_probing_and_pruning", "probe", "control[probed] = type_label[type_of_token]",
+     "control[probed] = np.random.default_rng(seed).choice(classes, size=probed.sum())"),
     ("ex05_probing_and_pruning", "ablation", "                W_O[rows] = saved\n", ""),
 ]
 
