@@ -145,6 +145,8 @@ def test_describe_sharp_heads_counts_and_ranks_like_sharp_but_small():
 
 # --------------------------------------------------------------------------- the toy from a layer
 def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
+    """Bit for bit the model's own forward pass, read at the evaluated positions, whichever
+    layer the evaluation starts from."""
     from mha_course import toy_language, toy_model
 
     model = toy_model.load()
@@ -154,14 +156,15 @@ def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
         gates = pruning.gates_without(removed, 2, 8)  # (2, 8)
         g = torch.as_tensor(gates, dtype=torch.float32)
         for index, rows in enumerate(task._chunks()):
+            at = task.at[rows]  # (batch, n): the evaluated positions, where the logits are read
             with torch.no_grad():
-                expected = model(task.inputs[rows], task.lengths[rows], g).logits  # every layer
+                expected = model(task.inputs[rows], task.lengths[rows], g).logits[at]  # every layer
                 assert torch.equal(task._forward(index, rows, gates, "zero"), expected)
                 shifts = task._bias_shifts(gates)
                 saved = [block.attn.b_O.clone() for block in model.blocks]
                 for block, shift in zip(model.blocks, shifts):
                     block.attn.b_O += shift
-                expected = model(task.inputs[rows], task.lengths[rows], g).logits
+                expected = model(task.inputs[rows], task.lengths[rows], g).logits[at]
                 for block, b in zip(model.blocks, saved):
                     block.attn.b_O.copy_(b)
                 assert torch.equal(task._forward(index, rows, gates, "mean"), expected)
@@ -185,3 +188,32 @@ def test_js_distance_matrix_is_scipys_jensen_shannon_averaged_over_rows():
     np.fill_diagonal(brute, 0.0)
     np.testing.assert_allclose(D, brute, atol=1e-7)
     np.testing.assert_array_equal(D, D.T)
+
+
+# --------------------------------------------------------------------------- batches by length
+@pytest.mark.parametrize("max_padding", [0.0, 0.25, 1.0])
+def test_length_batches_cut_where_the_padding_would_grow_too_much(max_padding):
+    rng = np.random.default_rng(2)
+    lengths = np.sort(rng.integers(3, 40, size=30)).tolist()
+    batches = pruning.length_batches(lengths, 6, max_padding)
+    assert [i for b in batches for i in b] == list(range(30))  # every sequence once, in order
+    for b, following in zip(batches, batches[1:] + [None]):
+        size = [lengths[i] for i in b]
+        assert len(b) <= 6 and len(b) * max(size) <= (1 + max_padding) * sum(size)
+        if following is not None and len(b) < 6:  # the next one would have broken the rule
+            n = lengths[following[0]]
+            assert (len(b) + 1) * n > (1 + max_padding) * (sum(size) + n)
+    assert pruning.length_batches([15, 15, 16, 17, 17, 18, 18, 30], 32, 0.25) == \
+        [[0, 1, 2, 3, 4, 5, 6], [7]]
+    with pytest.raises(ValueError, match="sorted"):
+        pruning.length_batches([5, 3], 4, 0.25)
+
+
+def test_minilm_task_embeddings_do_not_depend_on_the_batches(minilm):
+    texts = ["The dog barks.", "Birds sing.", "She reads a long book about the history of the sea."]
+    one_batch = pruning.MiniLMTask(minilm["torch"], texts, max_padding=10.0)
+    by_length = pruning.MiniLMTask(minilm["torch"], texts, max_padding=0.0)
+    assert len(one_batch.batches) == 1 and len(by_length.batches) > 1
+    gates = pruning.gates_without([30, 31], 6, 12)  # (6, 12)
+    for g in (None, gates):
+        np.testing.assert_allclose(one_batch.embeddings(g), by_length.embeddings(g), atol=1e-6)

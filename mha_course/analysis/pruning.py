@@ -36,7 +36,7 @@ from mha_course.pretrained import np_bert
 
 __all__ = ["ABLATIONS", "ToyTask", "MiniLMTask", "ablation_effects", "gradient_importance",
            "normalise_per_layer", "PruningCurves", "prune_order", "pruning_curves",
-           "iterative_order", "removal_step", "gates_without", "curve_table"]
+           "iterative_order", "removal_step", "gates_without", "curve_table", "length_batches"]
 
 ABLATIONS = ("zero", "mean")
 
@@ -156,23 +156,25 @@ class ToyTask:
         return shifts
 
     def _logits(self, index, rows, gates):
-        """Logits (batch, n, vocab_size) of chunk `index` under gates (n_layers, n_heads): the
-        model's forward pass, or, when the layers below the first gated one are untouched, the
-        blocks from that layer on, then the model's head (ln_out and the tied embedding)."""
+        """Logits (n_at, vocab_size) at the evaluated positions of chunk `index` under gates
+        (n_layers, n_heads): the model's blocks from the first gated layer on (every block when
+        no gate is closed), then the model's head (ln_out and the tied embedding) at the
+        evaluated positions only. The blocks below the first gated layer compute what the full
+        model computed when the task was built, so their output is read from that cache: the
+        task assumes the model's weights do not change after it is built."""
         import torch
 
         g = torch.as_tensor(gates, dtype=torch.float32)  # (n_layers, n_heads)
         changed = np.flatnonzero((gates != 1.0).any(axis=1))  # layers with a gated head
         start = int(changed[0]) if len(changed) else 0
-        if start == 0:
-            return self.model(self.inputs[rows], self.lengths[rows], g).logits
         x, mask = self._block_inputs[index][start]  # (batch, n, d_model), the padding mask
         for layer in range(start, self.n_layers):
             x, _, _ = self.model.blocks[layer](x, mask, g[layer])  # (batch, n, d_model)
-        return self.model.ln_out(x) @ self.model.tok_emb.weight.T  # (batch, n, vocab_size)
+        final = self.model.ln_out(x[self.at[rows]])  # (n_at, d_model)
+        return final @ self.model.tok_emb.weight.T  # (n_at, vocab_size)
 
     def _forward(self, index, rows, gates, ablation):
-        """Logits (batch, n, vocab_size) of the gated model; mean ablation shifts b^O meanwhile
+        """Logits (n_at, vocab_size) of the gated model at the evaluated positions; mean ablation shifts b^O meanwhile
         (by exactly 0 in layers whose gates are all 1, so their cached inputs still hold)."""
         import torch
 
@@ -203,10 +205,11 @@ class ToyTask:
         loss_sum = 0.0
         with torch.no_grad():
             for index, rows in enumerate(self._chunks()):
-                logits = self._forward(index, rows, gates, ablation)  # (batch, n, vocab_size)
+                logits = self._forward(index, rows, gates, ablation)  # (n_at, vocab_size)
                 at, targets = self.at[rows], self.targets[rows]
-                loss_sum += float(F.cross_entropy(logits[at], targets[at], reduction="sum"))
-                hit = (logits.argmax(-1) == targets) & at  # (batch, n)
+                loss_sum += float(F.cross_entropy(logits, targets[at], reduction="sum"))
+                hit = torch.zeros_like(at)  # (batch, n)
+                hit[at] = logits.argmax(-1) == targets[at]
                 task = self.task_of[rows]
                 np.add.at(correct, task, hit.sum(-1).numpy())
                 np.add.at(counted, task, at.sum(-1).numpy())
@@ -253,7 +256,7 @@ class MiniLMTask:
 
     metrics = ("similarity", "loss")
 
-    def __init__(self, model, texts, batch_size: int = 32):
+    def __init__(self, model, texts, batch_size: int = 32, max_padding: float = 0.25):
         from mha_course.np_attention import padding_mask
 
         if isinstance(texts, str) or not texts:
@@ -262,8 +265,8 @@ class MiniLMTask:
         encs = sorted((model.encode(t, where=f"texts[{i}]") for i, t in enumerate(texts)),
                       key=lambda e: len(e.tokens))  # similar lengths together: less padding
         self.batches = []
-        for start in range(0, len(encs), batch_size):
-            chunk = encs[start:start + batch_size]
+        for chunk in length_batches([len(e.tokens) for e in encs], batch_size, max_padding):
+            chunk = [encs[i] for i in chunk]
             lengths = np.array([len(e.tokens) for e in chunk])  # (batch,)
             ids = np.zeros((len(chunk), lengths.max()), dtype=np.int64)  # (batch, n)
             for b, e in enumerate(chunk):
@@ -330,6 +333,29 @@ class MiniLMTask:
         similarity = float(np.mean(np.sum(self.embeddings(head_gates, ablation)
                                           * self._reference, axis=-1)))
         return {"similarity": similarity, "loss": 1.0 - similarity}
+
+
+def length_batches(lengths, batch_size: int, max_padding: float) -> list[list[int]]:
+    """Indices of `lengths` (sorted, shortest first) cut into consecutive batches of at most
+    `batch_size`, a new batch starting where the next sequence would make the padded batch
+    (count x longest) exceed (1 + max_padding) x its real positions: one long sentence does not
+    make seven short ones run at its length."""
+    lengths = [int(n) for n in lengths]
+    if lengths != sorted(lengths):
+        raise ValueError("lengths must be sorted, shortest first")
+    if batch_size < 1 or max_padding < 0:
+        raise ValueError(f"batch_size must be >= 1 and max_padding >= 0; got {batch_size}, "
+                         f"{max_padding}")
+    batches, real = [], 0
+    for i, n in enumerate(lengths):
+        if batches and len(batches[-1]) < batch_size and \
+                (len(batches[-1]) + 1) * n <= (1 + max_padding) * (real + n):
+            batches[-1].append(i)
+            real += n
+        else:
+            batches.append([i])
+            real = n
+    return batches
 
 
 def _as_numpy(a) -> np.ndarray:
