@@ -107,7 +107,7 @@ def _is_glue(text: str, spans: list, k: int) -> bool:
     """Pre-token k is one glue mark that touches an alphanumeric pre-token on each side."""
     if k == 0 or k == len(spans) - 1:
         return False
-    (ps, pe), (s, e), (ns, ne) = spans[k - 1], spans[k], spans[k + 1]
+    (_, pe), (s, e), (ns, _) = spans[k - 1], spans[k], spans[k + 1]
     mark = text[s:e]
     if pe != s or e != ns or len(mark) != 1:
         return False
