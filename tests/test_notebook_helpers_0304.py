@@ -49,7 +49,7 @@ def test_role_history_plot_draws_each_role_and_the_threshold():
     colours = [lines[r].get_color() for r in roles]
     markers = [lines[r].get_marker() for r in roles]
     assert len(set(colours)) == len(set(markers)) == len(roles)  # told apart with or without colour
-    assert all(c in palette.OKABE_ITO for c in colours)
+    assert all(c in palette.OKABE_ITO and c != palette.YELLOW for c in colours)  # no thin yellow
     flat = [line for line in ax.get_lines() if line.get_label() not in roles]
     assert [tuple(line.get_ydata()) for line in flat] == [(0.7, 0.7)]
     assert ax.get_xlabel() and ax.get_ylabel() and "0.7" in ax.get_title()

@@ -29,7 +29,8 @@ from matplotlib.figure import Figure
 
 from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
 from mha_course.viz.heatmap import attention_heatmap
-from mha_course.viz.palette import BLACK, BLUE, GREY, MID_GREY, ORANGE, VERMILION, categorical
+from mha_course.viz.palette import (BLACK, BLUE, GREY, MID_GREY, OKABE_ITO, ORANGE, VERMILION,
+                                    YELLOW, categorical)
 from mha_course.viz.projection import projected_tokens
 from mha_course.viz.tables import layer_head_table, pruning_plot
 
@@ -393,14 +394,20 @@ def role_history_plot(history, roles, *, threshold: float = 0.7, ax=None) -> Fig
     steps, scores = _history_scores(history, roles)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-    for (role, s), colour, marker in zip(scores.items(), categorical(len(scores)),
+    for (role, s), colour, marker in zip(scores.items(), _line_colours(len(scores)),
                                          _MARKERS * len(scores)):
         ax.plot(steps, s, marker=marker, color=colour, label=role)
     ax.axhline(threshold, color=MID_GREY, ls=":", lw=1)
     ax.set(xlabel="training step", ylabel="best head's score", ylim=(0, 1.05),
            title=f"each role's best head during training (dotted: {threshold:g})")
-    ax.legend(ncol=4, fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, never on a line
     return ax.figure
+
+
+def _line_colours(n: int) -> list[str]:
+    """n Okabe-Ito colours for thin lines: yellow, hard to see on white, only when all are needed."""
+    without_yellow = [c for c in OKABE_ITO if c != YELLOW]
+    return without_yellow[:n] if n <= len(without_yellow) else categorical(n)
 
 
 def role_score_bars(best, control, roles, *, baselines=None, threshold: float = 0.7,
