@@ -80,6 +80,8 @@ def learning_path(readme: Path = README, notebooks: Path = NOTEBOOKS) -> list[En
         cells = [c.strip() for c in row.strip("|").split("|")]
         first, teaches = cells[0], cells[1] if len(cells) > 1 else ""
         minutes = cells[3] if len(cells) > 3 else ""
+        if len(cells) > 4 and cells[4] not in ("", "0"):  # the exercises' minutes
+            minutes += f" + {cells[4]} (exercises)"
         link = re.search(r"\((notebooks/[^)]+\.ipynb)\)", first)
         if link and (ROOT / link.group(1)).is_file():
             path = ROOT / link.group(1)
@@ -179,7 +181,7 @@ def _link_pages(body: str, names: set[str]) -> str:
 
 def _link_exercises_and_glossary(body: str) -> str:
     """href="../exercises/exNN_name.ipynb" -> "exNN_name.html"; the glossary -> glossary.html."""
-    body = re.sub(r'href="(?:\.\./)?exercises/(ex[0-9][0-9]_[\w-]+)\.ipynb(#[^"]*)?"',
+    body = re.sub(r'href="(?:(?:\.\./)?exercises/)?(ex[0-9][0-9]_[\w-]+)\.ipynb(#[^"]*)?"',
                   lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
     return re.sub(r'href="(?:\.\./)?docs/GLOSSARY\.md(#[^"]*)?"',
                   lambda m: f'href="{GLOSSARY_PAGE}{m.group(1) or ""}"', body)

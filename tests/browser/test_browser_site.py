@@ -108,7 +108,18 @@ def test_index_follows_the_learning_path(site):
     assert pages[:len(order)] == order, (
         f"the index lists {pages}, the README's learning path {order}")
     present = {p.with_suffix(".html").name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    assert set(pages) == present, f"index links {sorted(pages)}, notebooks {sorted(present)}"
+    exercises = {p.with_suffix(".html").name for p in (ROOT / "exercises").glob("ex[0-9][0-9]_*.ipynb")}
+    assert set(pages) == present | exercises | {"glossary.html"}, (
+        f"index links {sorted(pages)}, notebooks {sorted(present)}, exercises {sorted(exercises)}")
+
+
+def test_notebook_links_to_exercises_and_the_glossary_become_pages(site):
+    """The notebooks link ../exercises/exNN_x.ipynb and ../docs/GLOSSARY.md: on the site those
+    are pages (test_links_resolve checks they exist)."""
+    first = (site / "01_scaled_dot_product_attention.html").read_text(encoding="utf-8")
+    assert 'href="glossary.html"' in first and 'href="ex01_softmax_and_sdpa.html"' in first
+    glossary = (site / "glossary.html").read_text(encoding="utf-8")
+    assert "<a href='05_real_model_heads.html'>notebook 05</a>" in glossary
 
 
 def test_links_resolve(site):
