@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from judging import first_problem, judge_all
 
 from mha_course import checks
 from mha_course import np_attention as npa
@@ -16,25 +17,6 @@ from mha_course.analysis import heads as hm
 from mha_course.analysis import probing
 from mha_course.checks import EXERCISES, CheckFailed
 from mha_course.grading import codec
-
-
-def judge_all(exercise_id: str, functions, hidden: bool = True, seed: int = 5) -> list[str]:
-    """Messages for every case where `functions` go wrong (empty: all right)."""
-    ex = EXERCISES[exercise_id]
-    messages = []
-    for case in ex.cases(hidden=hidden, seed=seed):
-        got = codec.decode(codec.encode(ex.run(functions, case)))  # as the grader receives it
-        message = ex.judge(case, got)
-        if message:
-            messages.append(message)
-    return messages
-
-
-def first_problem(exercise_id: str, functions) -> str:
-    messages = judge_all(exercise_id, functions, hidden=False) + judge_all(exercise_id, functions)
-    assert messages, f"{exercise_id}: the mistake was not caught"
-    return messages[0]
-
 
 # ----------------------------------------------------------------------------------------------
 # Independent "students": right answers

@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from judging import first_problem, judge_all
 
 from mha_course import checks
 from mha_course.analysis import contributions, pruning
 from mha_course.checks import EXERCISES, CheckFailed
 from mha_course.checks.positional import previous_token_weights, target_weights
 from mha_course.checks.pruning_order import interacting_scores
-from mha_course.grading import codec
 from mha_course.pretrained.model import word_attention as package_word_attention
 
 NEW = ("previous_token_head", "word_attention", "pruning_order", "head_contributions")
-
-
-def judge_all(exercise_id: str, functions, hidden: bool = True, seed: int = 5) -> list[str]:
-    """Messages for every case where `functions` go wrong (empty: all right)."""
-    ex = EXERCISES[exercise_id]
-    messages = []
-    for case in ex.cases(hidden=hidden, seed=seed):
-        got = codec.decode(codec.encode(ex.run(functions, case)))  # as the grader receives it
-        message = ex.judge(case, got)
-        if message:
-            messages.append(message)
-    return messages
-
-
-def first_problem(exercise_id: str, functions) -> str:
-    messages = judge_all(exercise_id, functions, hidden=False) + judge_all(exercise_id, functions)
-    assert messages, f"{exercise_id}: the mistake was not caught"
-    return messages[0]
 
 
 # ----------------------------------------------------------------------------------------------
