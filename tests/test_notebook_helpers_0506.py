@@ -169,3 +169,5 @@ def test_selectivity_bars_show_the_best_head_and_layer_output_of_each_model():
     assert heights == pytest.approx(expected)
     with pytest.raises(ValueError, match="same tasks"):
         tables.selectivity_bars(trained, {"pos": untrained["pos"]})
+    with pytest.raises(ValueError, match="no layer output 'attn_out' was probed for trained 'pos'"):
+        tables.selectivity_bars(trained, untrained, feature="attn_out")

@@ -344,6 +344,11 @@ def selectivity_bars(trained, untrained, *, feature: str = "residual",
     if set(tasks) != set(untrained):
         raise ValueError(f"trained and untrained must probe the same tasks; got {sorted(trained)} "
                          f"and {sorted(untrained)}")
+    missing = [f"{what} {task!r}" for what, source in (("trained", trained), ("untrained", untrained))
+               for task in tasks if feature not in source[task].layer_selectivity]
+    if missing:
+        raise ValueError(f"no layer output {feature!r} was probed for {', '.join(missing)}: probe "
+                         f"them with layer_features=({feature!r},)")
     x = np.arange(len(tasks))
     fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
     for shift, what, source, colour in ((-0.3, "trained", trained, BLUE),
