@@ -100,7 +100,7 @@ def working_minutes(path: Path, seconds: float, figures: int) -> float:
             + figures * MINUTES_PER_FIGURE)
 
 
-EXERCISE = re.compile(r"exercises?\s+\*([^*]+)\*[^(\n]*\((★{1,3}),\s*(\d+)\s*min")
+EXERCISE = re.compile(r"\*([^*]+)\*\s*\((★{1,3}),\s*(\d+)\s*min")  # *name* (★★, 15 min)
 
 
 def exercise_minutes(path: Path) -> dict[str, int]:
@@ -108,7 +108,7 @@ def exercise_minutes(path: Path) -> dict[str, int]:
     nb = nbformat.read(path, as_version=4)
     found = {}
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and "exercises/ex" in cell.source:  # a cell that links one
             for name, _, minutes in EXERCISE.findall(cell.source):
                 found[name.strip()] = int(minutes)
     return found
