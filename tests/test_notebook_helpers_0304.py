@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from mha_course.viz import palette  # noqa: E402
-from mha_course.viz.widgets import first_step_above, role_history_plot, role_score_bars  # noqa: E402
+from mha_course.viz.training import first_step_above, role_history_plot, role_score_bars  # noqa: E402
 
 # three logs of a made-up run: local rises late, delimiter early, identity never
 HISTORY = [

@@ -5,6 +5,7 @@
 - `projection`: `projected_tokens`, one head's queries and keys on a 2-D plane;
 - `widgets`: the ipywidgets panels the notebooks use (`scaling_explorer`, `head_explorer`,
   `pruning_explorer`);
+- `training`: role scores as static figures (their growth during training, trained vs untrained);
 - `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
   heads, labelled scatters of heads, pruning curves), used as a module:
   `tables.layer_head_table(...)`;
