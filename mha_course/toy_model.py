@@ -8,9 +8,10 @@ plus two small read-outs from the last layer, added so that two of the literatur
 reason to exist in a model this small: every word names its left neighbour's lemma
 (`neighbour_loss`, a reason for a local head) and its sentence's closing delimiter
 (`closer_loss`, a reason for a delimiter head). They are output objectives: no loss ever looks
-at an attention weight, and no mask goes beyond padding. The roles that the heads take on are measured afterwards, on clean sentences,
-by `mha_course.analysis.heads`; `python -m mha_course train-toy-ablation` trains the recipe without
-the read-outs (notebook 04 shows what changes).
+at an attention weight, and no mask goes beyond padding. The roles that the heads take on are
+measured afterwards, on clean sentences, by `mha_course.analysis.heads`;
+`python -m mha_course train-toy-ablation` trains the recipe without the read-outs (notebook 04
+shows what changes).
 
     x_0 = E[token] + P[position]
     x <- LN(x + MHA(x))          (post-LN block, once per layer, as in BERT)

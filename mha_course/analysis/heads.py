@@ -304,8 +304,14 @@ def classify_head(scores: Mapping[str, float], syntactic_baseline: float | None 
     if not isinstance(scores, Mapping):
         raise TypeError(f"scores must be a dict role -> score (e.g. {{'local': 0.9, ...}}); got "
                         f"{type(scores).__name__}")
+    return _classify(scores, syntactic_baseline, min_score, min_margin)[0]
+
+
+def _classify(scores: Mapping[str, float], syntactic_baseline: float | None, min_score: float,
+              min_margin: float) -> tuple[str, float]:
+    """(role, best eligible score): the rule of `classify_head`, with the score it decided on."""
     role, score = _best_eligible_role(scores, syntactic_baseline, min_margin)
-    return role if score >= min_score else "none"
+    return (role if score >= min_score else "none"), score
 
 
 def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | None = None,
@@ -323,8 +329,7 @@ def classify_heads(scores: dict[str, np.ndarray], syntactic_baseline: float | No
     for layer in range(n_layers):
         for head in range(n_heads):
             role_scores = {r: float(scores[r][layer, head]) for r in ROLES}
-            role = classify_head(role_scores, syntactic_baseline, min_score, min_margin)
-            score = _best_eligible_role(role_scores, syntactic_baseline, min_margin)[1]
+            role, score = _classify(role_scores, syntactic_baseline, min_score, min_margin)
             table.append({"layer": layer, "head": head, "role": role, "score": score,
                           "scores": role_scores})
     return table

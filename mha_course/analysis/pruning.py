@@ -165,8 +165,8 @@ class ToyTask:
         import torch
 
         g = torch.as_tensor(gates, dtype=torch.float32)  # (n_layers, n_heads)
-        changed = np.flatnonzero((gates != 1.0).any(axis=1))  # layers with a gated head
-        start = int(changed[0]) if len(changed) else 0
+        start = _first_gated_layer(gates)
+        start = 0 if start is None else start
         x, mask = self._block_inputs[index][start]  # (batch, n, d_model), the padding mask
         for layer in range(start, self.n_layers):
             x, _, _ = self.model.blocks[layer](x, mask, g[layer])  # (batch, n, d_model)
@@ -362,16 +362,22 @@ def _as_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
+def _first_gated_layer(gates) -> int | None:
+    """The first layer (gates (n_layers, n_heads)) with a gate that is not 1, or None: the layers
+    below it compute what the full model computes, so an evaluation can start there."""
+    changed = np.flatnonzero((np.asarray(gates) != 1.0).any(axis=1))  # layers with a gated head
+    return int(changed[0]) if len(changed) else None
+
+
 def _last_hidden_state(model, layer_inputs, mask, gates) -> np.ndarray:
     """The last hidden states (batch, n, d_model) of `model` under `gates` (n_layers, n_heads),
     exactly as model.forward(..., head_gates=gates) computes them, but starting at the first layer
     with a gate that is not 1: the layers below it compute what the full model computes, so their
     output is read from `layer_inputs` (the full model's hidden states, (n_layers + 1, batch, n,
     d_model)). The layers run are the backend's own `encoder_layer`, with the same arguments."""
-    changed = np.flatnonzero((gates != 1.0).any(axis=1))  # layers with a gated head
-    if len(changed) == 0:
+    start = _first_gated_layer(gates)
+    if start is None:
         return layer_inputs[-1]
-    start = int(changed[0])
     eps, layers = model.config.layer_norm_eps, model.params.layers
     if model.backend == "numpy":
         x = layer_inputs[start]  # (batch, n, d_model)
