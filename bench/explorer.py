@@ -25,7 +25,7 @@ matplotlib.use("Agg")  # the explorer renders its own PNGs; no window, no inline
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mha_course import toy_language, toy_model  # noqa: E402
+from mha_course.models import toy_language, toy_model  # noqa: E402
 from mha_course.viz.explorer import VIEWS, explore  # noqa: E402
 
 RUNNING_EXAMPLE = "The quick brown fox jumps over the lazy dog."
@@ -78,7 +78,7 @@ def bench_toy(moves: int) -> float:
 
 def bench_minilm(moves: int) -> float:
     from mha_course.analysis.alignment import load_corpus
-    from mha_course.pretrained import load_minilm
+    from mha_course.models.minilm import load_minilm
 
     model = load_minilm()  # NumPy backend, float32: what notebook 05 uses
     sentences = [RUNNING_EXAMPLE] + load_corpus()[:5]

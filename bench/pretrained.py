@@ -29,8 +29,8 @@ import torch
 import transformers
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mha_course.pretrained import load_minilm, model_path
-from mha_course.pretrained import np_bert, torch_bert
+from mha_course.models.minilm import load_minilm, model_path
+from mha_course.models.minilm import np_bert, torch_bert
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 N_PIECES = 16

@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # a script, not a notebook: write files, open no window
 
-from mha_course import toy_language, toy_model  # noqa: E402
+from mha_course.models import toy_language, toy_model  # noqa: E402
 from mha_course.viz import head_grid  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parent / "images"

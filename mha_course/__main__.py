@@ -9,10 +9,11 @@ from pathlib import Path
 
 
 def _train_toy(args: argparse.Namespace) -> int:
-    from mha_course import toy_model
+    from mha_course.experiments import toy_training
+    from mha_course.models import toy_model
 
     config = toy_model.ToyConfig() if args.steps is None else toy_model.ToyConfig(steps=args.steps)
-    _, report = toy_model.train(config, seed=args.seed, out_dir=args.out, seconds=args.seconds,
+    _, report = toy_training.train(config, seed=args.seed, out_dir=args.out, seconds=args.seconds,
                                 progress=not args.quiet)
     best = {role: f"L{b['layer']}H{b['head']} {b['score']:.2f}" for role, b in report["best"].items()}
     print(json.dumps({"out": str(args.out), "seconds": round(report["seconds"], 1),

@@ -3,7 +3,7 @@ import json, sys, time
 import numpy as np
 import torch
 torch.set_num_threads(1)
-from mha_course import toy_model
+from mha_course.models import toy_model
 from mha_course.analysis import heads as H
 
 name, seed, steps, overrides = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])

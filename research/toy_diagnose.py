@@ -2,7 +2,7 @@
 import sys
 import numpy as np
 import torch
-from mha_course import toy_language as lang, toy_model
+from mha_course.models import toy_language as lang, toy_model
 from mha_course.analysis import heads as H
 
 torch.set_num_threads(1)

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import torch
 
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 from mha_course.analysis import heads as H
 
 

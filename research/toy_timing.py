@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 
 
 def main():

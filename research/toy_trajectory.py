@@ -2,7 +2,7 @@
 import ast
 import sys
 import torch
-from mha_course import toy_model
+from mha_course.models import toy_model
 from mha_course.analysis.heads import ROLES
 
 torch.set_num_threads(1)

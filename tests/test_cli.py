@@ -33,7 +33,7 @@ def test_train_toy_writes_checkpoint_config_and_heads(tmp_path):
     assert set(heads["best"]) == {"local", "syntactic", "delimiter", "coreference", "rare_word",
                                   "rare_target", "identity", "duplicate"}
 
-    from mha_course import toy_language, toy_model
+    from mha_course.models import toy_language, toy_model
 
     model = toy_model.load(out)
     sentence = toy_language.generate(1, seed=5)[0]

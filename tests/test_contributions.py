@@ -107,8 +107,8 @@ def test_sharp_but_small_finds_the_planted_head():
 def test_on_the_toy_model():
     import torch
 
-    from mha_course import toy_language as lang
-    from mha_course import toy_model
+    from mha_course.models import toy_language as lang
+    from mha_course.models import toy_model
 
     torch.set_num_threads(1)
     acts = activations.collect_toy(toy_model.load(), lang.generate(20, seed=3))

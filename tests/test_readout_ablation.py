@@ -7,7 +7,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from mha_course import toy_language, toy_model
+from mha_course.models import toy_language, toy_model
 from mha_course.analysis import heads as H
 from mha_course.experiments import objectives
 

@@ -17,7 +17,7 @@ from mha_course.analysis.real_roles import (
     is_punctuation, layer_profile, minilm_layer_profile, minilm_role_scores, piece_sentence,
     piece_sentences, rare_to_frequent_mass, rare_to_frequent_uniform, rare_word_chance,
     with_syntax, word_counts, words_only)
-from mha_course.pretrained import load_minilm
+from mha_course.models.minilm import load_minilm
 
 # A hand-made result: "The cat saw the aardvark." in word pieces, with its words.
 TOKENS = ["[CLS]", "the", "cat", "saw", "the", "aard", "##vark", ".", "[SEP]"]

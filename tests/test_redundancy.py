@@ -134,8 +134,8 @@ def test_on_the_toy_model():
     """A smoke test on real heads: finite, symmetric, within [0, 1], and the 16 heads differ."""
     import torch
 
-    from mha_course import toy_language as lang
-    from mha_course import toy_model
+    from mha_course.models import toy_language as lang
+    from mha_course.models import toy_model
     from mha_course.analysis import activations
 
     torch.set_num_threads(1)

@@ -22,7 +22,7 @@ from mha_course.analysis.syntax import (
     DIRECTIONS, RELATIONS, analyse_syntax, arc_attention, arcs, clark_lines, clark_rows,
     clark_table, dependency_accuracy, direction_label, most_attended_word, nearest_noun_baseline,
     offset_accuracies, offset_baseline)
-from mha_course.pretrained import load_minilm
+from mha_course.models.minilm import load_minilm
 
 # The margins by which the best head beats position alone, dependent -> head, on this corpus.
 # Measured (299 sentences): det 0.84 vs 0.69 at +1, dobj 0.75 vs 0.51 at -2, pobj 0.74 vs 0.53

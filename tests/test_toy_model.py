@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
+from mha_course.models.toy_model import training as toy_train
 from mha_course.analysis import heads as H
+from mha_course.experiments import toy_training
 
 TINY = toy_model.ToyConfig(n_layers=2, n_heads=2, d_model=16, d_k=8, d_ff=32,
                            n_train_sentences=200, n_eval_sentences=40, batch_size=8)
@@ -69,7 +71,7 @@ def test_training_is_deterministic_for_a_seed():
 
 
 def test_save_load_round_trip(tmp_path):
-    model, report = toy_model.train(TINY, seed=0, steps=3, progress=False, out_dir=tmp_path)
+    model, report = toy_training.train(TINY, seed=0, steps=3, progress=False, out_dir=tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"model.safetensors", "config.json", "heads.json"}
     again = toy_model.load(tmp_path)
     assert again.config == model.config
@@ -107,8 +109,8 @@ def test_block_places_the_layer_norms_as_configured(post_ln):
 
 def test_a_checkpoint_without_post_ln_in_its_config_loads_as_pre_ln(tmp_path):
     """Checkpoints written before the post_ln setting existed were pre-LN."""
-    model, _ = toy_model.train(replace(TINY, post_ln=False), seed=0, steps=2, progress=False,
-                               out_dir=tmp_path)
+    model, _ = toy_training.train(replace(TINY, post_ln=False), seed=0, steps=2,
+                                  progress=False, out_dir=tmp_path)
     settings = json.loads((tmp_path / "config.json").read_text())
     del settings["post_ln"]
     (tmp_path / "config.json").write_text(json.dumps(settings))
@@ -168,7 +170,7 @@ def test_shipped_checkpoint_solves_every_subtask(shipped, fresh_corpus, task):
 
 
 def test_random_init_control_scores_low(shipped, fresh_corpus):
-    control = toy_model.random_init_control(shipped.config, fresh_corpus, seed=0)
+    control = toy_training.random_init_control(shipped.config, fresh_corpus, seed=0)
     assert all(not v >= 0.3 for v in control.values()), control  # NaN: a role not measurable
 
 
@@ -179,7 +181,7 @@ def test_a_short_fresh_run_shows_the_first_roles(fresh_corpus):
     Measured for seed 0 (its control is initialised with seed 1): local 0.89, delimiter 1.00,
     coreference 0.92, duplicate 0.94, rare target 0.76, syntactic 0.29; control <= 0.23."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    model, report = toy_model.train(seed=0, steps=600, progress=False)
+    model, report = toy_training.train(seed=0, steps=600, progress=False)
     sentences = fresh_corpus[:200]
     scores = H.head_scores(model.attentions(sentences), sentences)
     best = {role: b["score"] for role, b in H.best_heads(scores).items()}
@@ -201,7 +203,7 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
     sentences = lang.generate(6, seed=3)
     arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
     inputs, targets, words, lengths = (torch.from_numpy(a) for a in arrays)
-    got = toy_model._loss(model, inputs, targets, words, lengths)
+    got = toy_train._loss(model, inputs, targets, words, lengths)
 
     out = model(inputs, lengths)
     F = torch.nn.functional

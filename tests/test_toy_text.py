@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mha_course import toy_language, toy_model
+from mha_course.models import toy_language, toy_model
 from mha_course.analysis import heads
 
 

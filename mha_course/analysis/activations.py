@@ -77,7 +77,7 @@ def collect_toy(model, sentences, head_gates=None, batch_size: int = 256) -> Act
     """
     import torch
 
-    from mha_course import toy_language as lang
+    from mha_course.models import toy_language as lang
 
     _check_sentences(sentences, "sentences")
     n_layers = len(model.blocks)
@@ -163,7 +163,7 @@ def collect_minilm(model, texts, parses=None, pooling: str | None = "mean",
     annotations are `AlignedSentence`s (None per sentence with pooling=None).
     """
     from mha_course.analysis import alignment
-    from mha_course.pretrained.model import word_attention
+    from mha_course.models.minilm.model import word_attention
 
     _check_sentences(texts, "texts")
     if pooling not in POOLINGS:

@@ -376,7 +376,7 @@ def random_init_toy(config, seed: int = 0):
     global random state)."""
     import torch
 
-    from mha_course.toy_model import ToyTransformer
+    from mha_course.models.toy_model import ToyTransformer
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -404,7 +404,7 @@ def _random_like(obj, rng, std: float, name: str = ""):
 def random_init_minilm(model, seed: int = 0, std: float = 0.02):
     """A MiniLM of the same shape, tokenizer and backend with untrained weights (BERT's
     initialisation: N(0, 0.02^2) weights, zero biases, unit LayerNorm)."""
-    from mha_course.pretrained.model import MiniLM
+    from mha_course.models.minilm.model import MiniLM
 
     params = model.params
     if model.backend == "torch":

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mha_course.pretrained import np_bert
+from mha_course.models.minilm import np_bert
 
 __all__ = ["ABLATIONS", "ToyTask", "MiniLMTask", "ablation_effects", "gradient_importance",
            "normalise_per_layer", "PruningCurves", "prune_order", "pruning_curves",
@@ -81,7 +81,7 @@ class ToyTask:
     def __init__(self, model, sentences, seed: int = 0, tasks=None, batch_size: int = 512):
         import torch
 
-        from mha_course import toy_language as lang
+        from mha_course.models import toy_language as lang
 
         tasks = tuple(lang.SUBTASKS if tasks is None else tasks)
         rng = np.random.default_rng(seed)
@@ -284,7 +284,7 @@ class MiniLMTask:
 
     def _params_with_bias_shift(self, gates):
         """The model's parameters with b^O + sum_h (1 - xi_h) mu_h W^O_h in every layer."""
-        from mha_course.pretrained.model import MiniLM
+        from mha_course.models.minilm.model import MiniLM
 
         mu = self.head_means()  # (n_layers, n_heads, d_v)
         layers = []
@@ -386,7 +386,7 @@ def _last_hidden_state(model, layer_inputs, mask, gates) -> np.ndarray:
         return x
     import torch
 
-    from mha_course.pretrained import torch_bert
+    from mha_course.models.minilm import torch_bert
 
     device = model.params.word_embeddings.device
     with torch.inference_mode():

@@ -330,7 +330,7 @@ def analyse_syntax(attentions, sentences, coreference_links=None,
     sentences: the `AlignedSentence`s of the same texts; coreference_links as in
     `coreference_accuracy`.
     """
-    from mha_course.pretrained import word_attention  # the one home of piece -> word pooling
+    from mha_course.models.minilm import word_attention  # the one home of piece -> word pooling
 
     if len(attentions) != len(sentences):
         raise ValueError(f"one attention array per sentence: got {len(attentions)} and "

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mha_course import toy_language, toy_model
+from mha_course.models import toy_language, toy_model
 from mha_course.checks._core import (
     Exercise,
     first_match,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mha_course import toy_language
+from mha_course.models import toy_language
 from mha_course.analysis import heads as head_metrics
 from mha_course.checks._core import (
     Exercise,

@@ -14,7 +14,7 @@ from mha_course.checks._core import (
     shape_problem,
 )
 from mha_course.np_attention import softmax
-from mha_course.pretrained import model as pretrained_model
+from mha_course.models.minilm import model as pretrained_model
 
 __all__ = ["EXERCISES", "check_word_attention"]
 

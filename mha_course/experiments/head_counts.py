@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mha_course import toy_language as lang
-from mha_course import toy_model
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 
 __all__ = ["HeadCountComparison", "compare_head_counts", "comparison_config", "format_table",
            "add_arguments", "run_comparison_cli", "main"]

@@ -1,6 +1,6 @@
 """What the toy model's two auxiliary read-outs buy: its recipe trained with and without them.
 
-The toy model (`mha_course.toy_model`) is trained on three objectives, summed in `toy_model._loss`:
+The toy model (`mha_course.models.toy_model`) is trained on three objectives, summed in `toy_model._loss`:
 
 - denoising: restore the clean word at every word position of a corrupted sentence;
 - "name your left neighbour" (`ToyConfig.neighbour_loss`): a small read-out at every word names the
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from mha_course import toy_model
+from mha_course.experiments import toy_training
+from mha_course.models import toy_model
 
 __all__ = ["Arm", "ARMS", "WITH_READOUTS", "WITHOUT_READOUTS", "checkpoint_run", "ABLATION_FILE", "train_arm", "readout_ablation", "write_readout_ablation",
            "load_readout_ablation", "compare", "format_ablation"]
@@ -59,7 +60,7 @@ def train_arm(arm: Arm, seed: int, config: toy_model.ToyConfig | None = None,
     run's best head per role, the control, the offset baseline and the sub-task accuracies."""
     config = replace(config or toy_model.ToyConfig(), neighbour_loss=arm.neighbour_loss,
                      closer_loss=arm.closer_loss)
-    _, report = toy_model.train(config, seed=seed, steps=steps, progress=progress)
+    _, report = toy_training.train(config, seed=seed, steps=steps, progress=progress)
     return {"arm": arm.name, "seed": seed, "neighbour_loss": arm.neighbour_loss,
             "closer_loss": arm.closer_loss, "steps": report["steps"],
             "seconds": report["seconds"], "threads": report["threads"],

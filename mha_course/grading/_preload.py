@@ -24,8 +24,8 @@ import mha_course.analysis.heads  # noqa: E402,F401
 import mha_course.checks  # noqa: E402,F401
 import mha_course.examples  # noqa: E402,F401
 import mha_course.np_attention  # noqa: E402,F401
-import mha_course.toy_language  # noqa: E402,F401
-import mha_course.toy_model  # noqa: E402,F401
+import mha_course.models.toy_language  # noqa: E402,F401
+import mha_course.models.toy_model  # noqa: E402,F401
 import mha_course.torch_attention  # noqa: E402,F401
 import mha_course.viz  # noqa: E402,F401
 from mha_course.grading import worker  # noqa: E402,F401

@@ -42,7 +42,7 @@ def _history_scores(history, roles) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 def first_step_above(history, roles, threshold: float = 0.7) -> dict[str, int | None]:
     """For each role, the first logged training step at which its best head scores at least
-    `threshold`, or None if it never does. `history` is `toy_model.train`'s list of
+    `threshold`, or None if it never does. `history` is `experiments.toy_training.train`'s list of
     {"steps": int, "best": {role: {"score": float, ...}}}."""
     steps, scores = _history_scores(history, roles)
     return {role: (int(steps[np.argmax(s >= threshold)]) if (s >= threshold).any() else None)

@@ -27,7 +27,7 @@ def test_the_app_only_imports_from_the_course_and_ipywidgets():
     roots = {(a or b).split(".")[0] for a, b in modules}
     assert roots <= {"mha_course", "ipywidgets", "matplotlib"}, (
         f"the app should only put the course's own pieces together; it imports {sorted(roots)}")
-    for needed in ("mha_course.viz.explorer", "mha_course.pretrained"):
+    for needed in ("mha_course.viz.explorer", "mha_course.models.minilm"):
         assert any((a or b) == needed for a, b in modules), f"the app does not import {needed}"
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
         "keep the app notebook without stored outputs (Voilà runs it afresh)"

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from mha_course.np_attention import padding_mask
-from mha_course.pretrained import np_bert
-from mha_course.pretrained.tokenize import Encoding, encode, load_tokenizer
-from mha_course.pretrained.weights import BertConfig, load_params, model_path
+from mha_course.models.minilm import np_bert
+from mha_course.models.minilm.tokenize import Encoding, encode, load_tokenizer
+from mha_course.models.minilm.weights import BertConfig, load_params, model_path
 
 __all__ = ["MiniLM", "EncoderResult", "load_minilm", "word_attention"]
 
@@ -119,7 +119,7 @@ class MiniLM:
             return np_bert.encode(self.params, input_ids, token_type_ids, eps, mask, head_gates)
         import torch
 
-        from mha_course.pretrained import torch_bert
+        from mha_course.models.minilm import torch_bert
 
         device = self.params.word_embeddings.device
         as_tensor = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731

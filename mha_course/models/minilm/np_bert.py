@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import erf
 
 from mha_course.np_attention import multi_head_attention
-from mha_course.pretrained.weights import BertParams, LayerParams
+from mha_course.models.minilm.weights import BertParams, LayerParams
 
 __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "encode"]
 

@@ -470,7 +470,7 @@ def tokenize(text: str) -> list[str]:
         nouns = sorted(t for t, w in LEXICON.items() if w.pos == "NOUN" and w.case == "lower")[:8]
         raise ValueError(f"not in the toy vocabulary: {', '.join(unknown)}. The toy language has "
                          f"{len(VOCAB)} tokens, e.g. the nouns {', '.join(nouns)}; "
-                         "see mha_course.toy_language.VOCAB")
+                         "see mha_course.models.toy_language.VOCAB")
     closers = [t for t in tokens if t in CLOSERS]
     case = CASES.index(REGISTER_CASE[closers[-1] if closers else "."])
     return [CLS, *(VOCAB[_TO_CASE[case, TOKEN_TO_ID[t]]] for t in tokens), SEP]
@@ -480,7 +480,7 @@ def encode(tokens: list[str]) -> list[int]:
     """Token strings to ids; an unknown token raises a KeyError that names it."""
     unknown = [t for t in tokens if t not in TOKEN_TO_ID]
     if unknown:
-        raise KeyError(f"not in the toy vocabulary: {unknown} (see mha_course.toy_language.VOCAB)")
+        raise KeyError(f"not in the toy vocabulary: {unknown} (see mha_course.models.toy_language.VOCAB)")
     return [TOKEN_TO_ID[t] for t in tokens]
 
 

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import torch
 
-from mha_course.pretrained.np_bert import _check_layer_gates  # one check for both backends
-from mha_course.pretrained.weights import BertParams, LayerParams
+from mha_course.models.minilm.np_bert import _check_layer_gates  # one check for both backends
+from mha_course.models.minilm.weights import BertParams, LayerParams
 from mha_course.torch_attention import multi_head_attention
 
 __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "encode"]

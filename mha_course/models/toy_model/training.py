@@ -1,0 +1,183 @@
+"""Training the toy Transformer: the denoising loss (with its two read-outs), the learning-rate
+schedule, the training loop and the sub-task accuracies.
+
+`train` only trains and measures accuracy; what it logs at each snapshot is up to the caller
+(`snapshot`): `mha_course.experiments.toy_training` adds the heads' role scores, the random-init
+control and heads.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from mha_course.models import toy_language as lang
+from mha_course.models.toy_model.model import ToyConfig, ToyTransformer
+
+__all__ = ["train", "evaluate", "held_out_sentences", "accuracy_snapshot"]
+
+
+def _lr_at(step: int, config: ToyConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
+    """Cross-entropy of the clean token at every word position (plus, optionally, of the clean
+    token to its left, read out through `neighbour_out`)."""
+    out = model(inputs, lengths)
+    ignore = -100  # positions outside the mask (cheaper than indexing the logits with a boolean mask)
+    loss = F.cross_entropy(out.logits.flatten(0, 1),  # (batch * n, vocab_size)
+                           targets.masked_fill(~loss_mask, ignore).flatten(), ignore_index=ignore)
+    weight = model.config.neighbour_loss
+    if weight > 0:
+        at = loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
+        left_targets = targets[:, :-1]  # (batch, n-1)
+        if model.config.neighbour_target in ("token", "lemma"):
+            left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
+            if model.config.neighbour_target == "lemma":  # a neighbour's number is not asked for
+                left_targets = _LEMMA_IDS[left_targets]
+        else:  # only its part of speech: a neighbour's number cannot ride along to a verb
+            left = model.neighbour_out(out.final[:, 1:])  # (batch, n-1, n_pos)
+            left_targets = _POS_IDS[left_targets]
+        loss = loss + weight * F.cross_entropy(left.flatten(0, 1),  # (batch * (n-1), n_out)
+                                               left_targets.masked_fill(~at, ignore).flatten(),
+                                               ignore_index=ignore)
+    if model.config.closer_loss > 0:
+        rows = torch.arange(len(targets))
+        closer = _CLOSER_INDEX[targets[rows, lengths - 2]]  # (batch,) the token before [SEP]
+        per_word = closer[:, None].expand_as(targets)  # (batch, n)
+        logits = model.closer_out(out.final)  # (batch, n, n_closers)
+        # boolean indexing here (3 classes: cheap) keeps the sums of the session-4 sweep, so the
+        # shipped checkpoint and research/toy_lab_log.md's table reproduce bit for bit
+        loss = loss + model.config.closer_loss * F.cross_entropy(logits[loss_mask], per_word[loss_mask])
+    return loss
+
+
+_POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
+_LEMMA_IDS = torch.from_numpy(lang.LEMMA_IDS)  # token id -> its number-free (singular) form
+_CLOSER_INDEX = torch.full((len(lang.VOCAB),), -100, dtype=torch.long)  # token id -> CLOSERS index
+_CLOSER_INDEX[[lang.TOKEN_TO_ID[c] for c in lang.CLOSERS]] = torch.arange(len(lang.CLOSERS))
+
+
+@torch.no_grad()
+def evaluate(model: ToyTransformer, sentences, seed: int = 0) -> dict:
+    """Accuracy of every sub-task (restoring a corrupted token) and the loss on clean input."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    result = {}
+    for task in lang.SUBTASKS:
+        inputs, targets, at, lengths = lang.subtask_batch(sentences, task, rng)
+        logits = model(torch.from_numpy(inputs), torch.from_numpy(lengths)).logits
+        predicted = logits.argmax(-1).numpy()  # (batch, n)
+        result[task] = float((predicted[at] == targets[at]).mean()) if at.any() else float("nan")
+    return result
+
+
+def held_out_sentences(config: ToyConfig, seed: int = 0) -> list:
+    """The clean held-out sentences a training run with `seed` measures itself on."""
+    return lang.generate(config.n_eval_sentences, seed=10_000 + seed)
+
+
+def accuracy_snapshot(model: ToyTransformer, sentences, steps: int, seconds: float) -> dict:
+    """What `train` logs by default: steps, seconds and the sub-task accuracies on `sentences`."""
+    return {"steps": steps, "seconds": round(seconds, 2), "accuracy": evaluate(model, sentences)}
+
+
+def train(config: ToyConfig | None = None, seed: int = 0, seconds: float | None = None,
+          steps: int | None = None, progress: bool = True, log_every: int = 0,
+          snapshot=accuracy_snapshot) -> tuple[ToyTransformer, dict]:
+    """Train a model from scratch; return it and a report: `snapshot(model, held_out, steps,
+    seconds)` at the end, plus ms_per_step, threads and history (the same snapshot every
+    `log_every` steps when > 0). The default snapshot logs the sub-task accuracies;
+    `experiments.toy_training.train` passes one that also scores the heads' roles.
+
+    Deterministic for a seed (same data, same corruption, same initialisation) when it runs for
+    a fixed number of steps (`steps`, default `config.steps`); `seconds` stops earlier at a
+    wall-clock budget, which depends on the machine.
+    """
+    config = config or ToyConfig()
+    if steps is not None:
+        config = replace(config, steps=steps)  # the schedule (cosine decay) follows the step count
+    start = time.perf_counter()  # the budget includes making the data
+    torch.manual_seed(seed)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(config, seed, seconds, progress, log_every, snapshot, start)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(config, seed, seconds, progress, log_every, snapshot, start):
+    rng = np.random.default_rng(seed)
+    pool = lang.generate(config.n_train_sentences, seed=seed)
+    held_out = held_out_sentences(config, seed)
+    model = ToyTransformer(config)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    history = []
+    bar = _progress_bar(config.steps, progress)
+    step = 0
+    model.train()
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
+        other = (1 - config.swap_share) / 2
+        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
+                                    kinds=(other, config.swap_share, other),
+                                    sentence_flip=config.sentence_flip, transpose=config.transpose,
+                                    relation_swap=config.relation_swap,
+                                    protect_governors=config.protect_governors,
+                                    case_flip=config.case_flip, swap_case=config.swap_case,
+                                    case_flip_share=config.case_flip_share)
+        tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
+        loss = _loss(model, *tensors)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if log_every and (step + 1) % log_every == 0:
+            history.append(snapshot(model, held_out, step + 1, time.perf_counter() - start))
+            model.train()
+        if seconds is not None and time.perf_counter() - start > seconds:
+            break
+    bar.close()
+    elapsed = time.perf_counter() - start
+    model.eval()
+    report = snapshot(model, held_out, step + 1, elapsed)
+    report["ms_per_step"] = round(1000 * elapsed / (step + 1), 2)
+    report["threads"] = torch.get_num_threads()
+    report["history"] = history
+    return model, report
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    return tqdm(total=total, desc="training", unit="step")
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
