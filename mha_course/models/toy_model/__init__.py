@@ -1,4 +1,4 @@
-"""The toy Transformer: `model` (ToyConfig, ToyTransformer), `training` (the denoising objective,
+"""The toy Transformer: `config` (ToyConfig), `model` (ToyTransformer), `training` (the denoising objective,
 the training loop, sub-task accuracies) and `checkpoint` (save, load, the shipped checkpoint).
 
     from mha_course.models import toy_model
@@ -12,7 +12,8 @@ import.
 
 from mha_course.models.toy_model.checkpoint import (DEFAULT_CHECKPOINT, attend_text,
                                                     checkpoint_dir, load, load_report, save)
-from mha_course.models.toy_model.model import Block, ToyConfig, ToyOutput, ToyTransformer
+from mha_course.models.toy_model.config import ToyConfig
+from mha_course.models.toy_model.model import Block, ToyOutput, ToyTransformer
 from mha_course.models.toy_model.training import (accuracy_snapshot, evaluate, held_out_sentences,
                                                train)
 

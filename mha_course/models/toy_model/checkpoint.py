@@ -11,7 +11,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from mha_course.models import toy_language as lang
-from mha_course.models.toy_model.model import ToyConfig, ToyTransformer
+from mha_course.models.toy_model.config import ToyConfig
+from mha_course.models.toy_model.model import ToyTransformer
 
 __all__ = ["DEFAULT_CHECKPOINT", "save", "load", "load_report", "checkpoint_dir", "attend_text"]
 

@@ -18,7 +18,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from mha_course.models import toy_language as lang
-from mha_course.models.toy_model.model import ToyConfig, ToyTransformer
+from mha_course.models.toy_model.config import ToyConfig
+from mha_course.models.toy_model.model import ToyTransformer
 
 __all__ = ["train", "evaluate", "held_out_sentences", "accuracy_snapshot"]
 

@@ -1,0 +1,53 @@
+"""The toy Transformer's configuration: model shape, training and the denoising objective;
+saved as config.json next to the weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mha_course.models import toy_language as lang
+
+__all__ = ["ToyConfig"]
+
+
+@dataclass
+class ToyConfig:
+    """Model shape and training settings; saved as config.json next to the weights.
+
+    The defaults are the configuration of research/toy_lab_log.md (session 4): 2 post-LN layers x
+    8 heads of size 16, so that roles need not share heads; 2200 steps take about 85 s on 2 CPU
+    cores. The objective's knobs are explained in `toy_language.corrupt_batch`. Two auxiliary
+    read-outs make a relation needed at every word (output objectives, not attention supervision):
+    "neighbour" names the word to its left (without its number, so that a verb cannot learn its
+    subject's number through the word after the subject), "closer" names the sentence's
+    closing delimiter.
+    """
+    n_layers: int = 2
+    n_heads: int = 8
+    d_model: int = 64
+    d_k: int | None = 16  # per-head query/key/value size; None = d_model // n_heads
+    d_ff: int = 256
+    post_ln: bool = True  # LN after each residual sum (BERT); False: LN before each sub-layer
+    max_len: int = 32
+    vocab_size: int = len(lang.VOCAB)
+    # training
+    steps: int = 2200
+    batch_size: int = 64
+    lr: float = 5e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    # the denoising objective (see toy_language.corrupt_batch)
+    corrupt_rate: float = 0.3  # word-level: [MASK] / one-feature swap / random word
+    swap_share: float = 1 / 3  # of the word-level corruptions, the share that are swaps
+    sentence_flip: float = 0.2  # sentence-wide world flip (and case flip unless case_flip is set)
+    case_flip: float | None = 0.5  # sentence-wide case flip: only the closing delimiter knows
+    case_flip_share: float = 1.0  # share of a flipped sentence's words that change case
+    swap_case: bool = False  # one-feature swaps may also change a single word's case
+    transpose: float = 1.5  # expected number of neighbour swaps per sentence
+    relation_swap: float = 0.3  # each verb / pronoun takes the wrong number / pronoun
+    protect_governors: bool = True  # subjects and antecedents are never one-feature swapped
+    neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
+    neighbour_target: str = "lemma"  # "token" (its identity), "lemma" (without number), "pos"
+    closer_loss: float = 0.25  # weight of "also name your sentence's closing delimiter" (0: off)
+    n_train_sentences: int = 20000  # a fixed pool, freshly corrupted every step
+    n_eval_sentences: int = 400
