@@ -12,12 +12,13 @@ Axis names used everywhere in the course: batch, n_heads, n_q, n_k, d_model, d_k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Callable, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from mha_course import _validate as v
+from mha_course.params import MHAParams, check_head_gates
 
 __all__ = [
     "softmax",
@@ -53,19 +54,6 @@ def _float_array(name: str, x, *, allow_neg_inf: bool = False) -> np.ndarray:
     return arr
 
 
-def check_head_gates_shape(shape: tuple[int, ...], n_heads: int, batch: tuple[int, ...]) -> None:
-    """Gates are (n_heads,) or broadcastable to (..., n_heads) over the inputs' batch dimensions,
-    without adding dimensions in front; shared with `torch_attention`."""
-    lead = tuple(shape[:-1])
-    ok = len(shape) >= 1 and shape[-1] == n_heads and len(lead) <= len(batch) and all(
-        g in (1, b) for g, b in zip(reversed(lead), reversed(batch)))
-    if not ok:
-        raise ValueError(
-            f"head_gates must have shape (n_heads,) = ({n_heads},), or broadcast to "
-            f"(..., n_heads) = {v.fmt(batch + (n_heads,))} over the inputs' batch dimensions; "
-            f"got shape {v.fmt(shape)}")
-
-
 def _head_gates(head_gates, n_heads: int, batch: tuple[int, ...], dtype) -> np.ndarray | None:
     """The gates as an array of the inputs' dtype (0/1 integers and booleans are accepted)."""
     if head_gates is None:
@@ -74,7 +62,7 @@ def _head_gates(head_gates, n_heads: int, batch: tuple[int, ...], dtype) -> np.n
     if gates.dtype == np.bool_ or np.issubdtype(gates.dtype, np.integer):
         gates = gates.astype(dtype)
     gates = _float_array("head_gates", gates)
-    check_head_gates_shape(gates.shape, n_heads, batch)
+    check_head_gates(gates, None, n_heads, batch)
     return gates.astype(dtype, copy=False)  # float64 gates must not promote float32 inputs
 
 
@@ -165,43 +153,6 @@ def padding_mask(lengths, n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------
 # Multi-head attention
-
-
-@dataclass
-class MHAParams:
-    """Weights stored per head, as the maths writes them.
-
-    W_Q, W_K (n_heads, d_model, d_k); W_V (n_heads, d_model, d_v); W_O (n_heads * d_v, d_model),
-    whose rows i*d_v:(i+1)*d_v belong to head i (the order of the concatenation).
-    Optional biases b_Q, b_K (n_heads, d_k), b_V (n_heads, d_v), b_O (d_model,).
-    The fields may hold NumPy arrays or torch tensors; only shapes are checked here.
-    """
-
-    W_Q: np.ndarray
-    W_K: np.ndarray
-    W_V: np.ndarray
-    W_O: np.ndarray
-    b_Q: np.ndarray | None = None
-    b_K: np.ndarray | None = None
-    b_V: np.ndarray | None = None
-    b_O: np.ndarray | None = None
-
-    def __post_init__(self):
-        shape = lambda a: None if a is None else tuple(a.shape)  # noqa: E731
-        v.check_params(
-            shape(self.W_Q), shape(self.W_K), shape(self.W_V), shape(self.W_O),
-            {b: shape(getattr(self, b)) for b in ("b_Q", "b_K", "b_V", "b_O")},
-        )
-
-    n_heads = property(lambda self: self.W_Q.shape[0])
-    d_model = property(lambda self: self.W_Q.shape[1])
-    d_k = property(lambda self: self.W_Q.shape[2])
-    d_v = property(lambda self: self.W_V.shape[2])
-
-    def map(self, fn: Callable) -> "MHAParams":
-        """A new MHAParams with fn applied to every array that is present (e.g. a dtype cast)."""
-        return MHAParams(**{f.name: None if getattr(self, f.name) is None
-                            else fn(getattr(self, f.name)) for f in fields(self)})
 
 
 class MHAOutput(NamedTuple):

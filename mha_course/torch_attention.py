@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mha_course import _validate as v
-from mha_course.np_attention import MHAParams, check_head_gates_shape
+from mha_course.params import MHAParams, check_head_gates
 
 __all__ = [
     "softmax",
@@ -152,7 +152,7 @@ def _head_gates(head_gates, n_heads: int, batch: tuple[int, ...], like: torch.Te
     if not gates.is_floating_point():
         gates = gates.to(like.dtype)
     gates = _float_tensor("head_gates", gates)
-    check_head_gates_shape(tuple(gates.shape), n_heads, batch)
+    check_head_gates(gates, None, n_heads, batch)
     return gates.to(device=like.device, dtype=like.dtype)
 
 

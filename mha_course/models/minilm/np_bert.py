@@ -18,8 +18,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import erf
 
-from mha_course.np_attention import multi_head_attention
 from mha_course.models.minilm.weights import BertParams, LayerParams
+from mha_course.np_attention import multi_head_attention
+from mha_course.params import check_head_gates
 
 __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "encode"]
 
@@ -28,14 +29,6 @@ class EncoderOutput(NamedTuple):
     hidden_states: np.ndarray  # (n_layers + 1, ..., n, d_model): the embeddings, then each layer
     attentions: np.ndarray  # (n_layers, ..., n_heads, n, n)
     heads: np.ndarray  # (n_layers, ..., n_heads, n, d_v): the per-head outputs Z_i
-
-
-def _check_layer_gates(head_gates, n_layers: int) -> None:
-    """Gates for a whole encoder come layer first: (n_layers, n_heads) or (n_layers, ..., n_heads)."""
-    shape = None if head_gates is None else tuple(np.shape(head_gates))
-    if shape is not None and (len(shape) < 2 or shape[0] != n_layers):
-        raise ValueError(f"head_gates must be (n_layers, n_heads) with n_layers = {n_layers}, "
-                         f"or (n_layers, ..., n_heads); got shape {shape}")
 
 
 def layer_norm(x, gamma, beta, eps: float) -> np.ndarray:
@@ -74,11 +67,13 @@ def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None,
     broadcastable to (..., n, n), True = may attend (a padding mask for a batch);
     head_gates None or (n_layers, n_heads) / (n_layers, ..., n_heads): layer l's gates go to
     its attention (see np_attention.multi_head_attention)."""
-    _check_layer_gates(head_gates, len(p.layers))
+    check_head_gates(head_gates, len(p.layers), p.layers[0].attention.n_heads,
+                     tuple(input_ids.shape[:-1]))
     x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)
     hidden, weights, heads = [x], [], []
-    for l, layer in enumerate(p.layers):
-        x, att = encoder_layer(x, layer, mask, eps, None if head_gates is None else head_gates[l])
+    for index, layer in enumerate(p.layers):
+        gates = None if head_gates is None else head_gates[index]  # (n_heads,) or (..., n_heads)
+        x, att = encoder_layer(x, layer, mask, eps, gates)
         hidden.append(x)
         weights.append(att.weights)
         heads.append(att.heads)

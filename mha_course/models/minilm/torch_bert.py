@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import torch
 
-from mha_course.models.minilm.np_bert import _check_layer_gates  # one check for both backends
 from mha_course.models.minilm.weights import BertParams, LayerParams
+from mha_course.params import check_head_gates
 from mha_course.torch_attention import multi_head_attention
 
 __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "encode"]
@@ -57,11 +57,13 @@ def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None,
     """The whole encoder on input_ids, token_type_ids (..., n) (int64 tensors); mask None or a
     boolean tensor broadcastable to (..., n, n), True = may attend; head_gates None or
     (n_layers, n_heads) / (n_layers, ..., n_heads), as in np_bert.encode."""
-    _check_layer_gates(head_gates, len(p.layers))
+    check_head_gates(head_gates, len(p.layers), p.layers[0].attention.n_heads,
+                     tuple(input_ids.shape[:-1]))
     x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)
     hidden, weights, heads = [x], [], []
-    for l, layer in enumerate(p.layers):
-        x, att = encoder_layer(x, layer, mask, eps, None if head_gates is None else head_gates[l])
+    for index, layer in enumerate(p.layers):
+        gates = None if head_gates is None else head_gates[index]  # (n_heads,) or (..., n_heads)
+        x, att = encoder_layer(x, layer, mask, eps, gates)
         hidden.append(x)
         weights.append(att.weights)
         heads.append(att.heads)
