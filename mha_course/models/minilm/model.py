@@ -3,7 +3,8 @@
     model = load_minilm()                    # NumPy backend, float32; backend="torch" for PyTorch
     r = model.run("The quick brown fox jumps over the lazy dog.")
     r.tokens, r.attentions (n_layers, n_heads, n, n), r.heads (n_layers, n_heads, n, d_v),
-    r.hidden_states (n_layers + 1, n, d_model), r.words, r.word_index, r.word_attention()
+    r.hidden_states (n_layers + 1, n, d_model), r.words, r.word_index
+    (pieces -> words: `mha_course.analysis.alignment.word_attention(r.attentions, r.word_index)`)
 
 Both backends take and return the same things; results are always NumPy arrays.
 """
@@ -15,41 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mha_course.np_attention import padding_mask
 from mha_course.models.minilm import np_bert
 from mha_course.models.minilm.tokenize import Encoding, encode, load_tokenizer
 from mha_course.models.minilm.weights import BertConfig, load_params, model_path
+from mha_course.np_attention import padding_mask
 
-__all__ = ["MiniLM", "EncoderResult", "load_minilm", "word_attention"]
+__all__ = ["MiniLM", "EncoderResult", "load_minilm"]
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float32", "float64")
-
-
-def word_attention(attentions, word_index) -> np.ndarray:
-    """Attention between words from attention between word pieces (Clark et al. 2019):
-
-        to a word   = sum of the attention to its pieces      (it is a probability mass)
-        from a word = mean over its pieces of their rows       (each row is a distribution)
-
-    attentions (..., n, n) with rows summing to 1; word_index (n,) ints 0..n_words-1, every word
-    owning at least one piece. Returns (..., n_words, n_words), whose rows still sum to 1.
-    """
-    attentions = np.asarray(attentions)
-    word_index = np.asarray(word_index)
-    n = attentions.shape[-1]
-    if word_index.shape != (n,) or not np.issubdtype(word_index.dtype, np.integer):
-        raise ValueError(f"word_index must be ({n},) integers, one per word piece; got shape "
-                         f"{word_index.shape} and dtype {word_index.dtype}")
-    n_words = int(word_index.max()) + 1
-    counts = np.bincount(word_index, minlength=n_words)  # (n_words,) pieces per word
-    if (counts == 0).any():
-        raise ValueError(f"words {np.flatnonzero(counts == 0).tolist()} have no word pieces")
-    pieces_to_words = np.zeros((n, n_words), dtype=attentions.dtype)  # (n, n_words) one-hot
-    pieces_to_words[np.arange(n), word_index] = 1
-    to_words = attentions @ pieces_to_words  # (..., n, n_words): summed over attended pieces
-    mean_rows = pieces_to_words.T / counts[:, None].astype(attentions.dtype)  # (n_words, n)
-    return mean_rows @ to_words  # (..., n_words, n_words): averaged over attending pieces
 
 
 @dataclass
@@ -76,12 +51,6 @@ class EncoderResult:
     n_layers = property(lambda self: self.attentions.shape[0])
     n_heads = property(lambda self: self.attentions.shape[1])
     n = property(lambda self: len(self.tokens))
-
-    def word_attention(self, word_index=None) -> np.ndarray:
-        """(n_layers, n_heads, n_words, n_words): `word_attention` over this result's words, or
-        over another grouping of the pieces (e.g. a parser's words aligned by `offsets`)."""
-        return word_attention(self.attentions, self.word_index if word_index is None
-                              else word_index)
 
     def sentence_embedding(self) -> np.ndarray:
         """(d_model,): what all-MiniLM-L6-v2 was trained to produce, the mean of the last hidden

@@ -2,7 +2,7 @@
 
 BERT's pre-tokenizer splits at whitespace *and* at every punctuation mark, so "don't" becomes the
 pieces don ' t and "state-of-the-art" seven pieces. For reading attention we want the words a
-person sees: pieces are grouped into words here, and `word_attention` (in `model`) sums and
+person sees: pieces are grouped into words here, and `analysis.alignment.word_attention` sums and
 averages attention over those groups. A word is a run of pre-tokens that touch (no space between)
 and are glued by a word-internal mark: an apostrophe or hyphen between letters or digits
 ("don't", "state-of-the-art", "rock'n'roll"), or . , : between digits ("3.5", "1,000", "10:30").
