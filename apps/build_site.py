@@ -255,7 +255,8 @@ glossary</a>.</p>
 
 def _exercise_list() -> str:
     """The exercises, one link each: the notebooks link them where the concept is taught."""
-    items = [f"<li><a href='{p.with_suffix('.html').name}'>{html.escape(notebook_title(p))}</a></li>"
+    items = [f"<li><a href='{p.with_suffix('.html').name}'>"
+             f"{html.escape(notebook_title(p))}</a></li>"
              for p in sorted(EXERCISES.glob("ex[0-9][0-9]_*.ipynb"))]
     return ("<h2>Exercises</h2>\n<p>You write the piece being taught; a self-check says what is "
             "likely wrong. Each notebook links its exercises where it teaches them.</p>\n<ul>"
@@ -295,8 +296,9 @@ def render_glossary(entries: list[Entry]) -> str:
     """docs/GLOSSARY.md as a page; "notebook NN" becomes a link to that notebook's page."""
     body = markdown2html(GLOSSARY.read_text(encoding="utf-8"))
     pages = {e.number: e.page for e in entries if e.page}
-    body = re.sub(r"\bnotebook (\d\d)\b", lambda m: (f"<a href='{pages[m.group(1)]}'>{m.group(0)}</a>"
-                  if m.group(1) in pages else m.group(0)), body)
+    body = re.sub(r"\bnotebook (\d\d)\b",
+                  lambda m: (f"<a href='{pages[m.group(1)]}'>{m.group(0)}</a>"
+                             if m.group(1) in pages else m.group(0)), body)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Glossary</title>"
             f"{STYLE}<style>body {{ font-family: system-ui, sans-serif; max-width: 60em; "
             f"margin: 0 auto; line-height: 1.5; }} main {{ padding: 0 1em; }}</style></head>"

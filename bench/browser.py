@@ -1,7 +1,10 @@
 """Slider-to-redrawn-figure latency in a real browser: JupyterLab driven by Chromium.
 
-    .venv/bin/python bench/browser.py                 # every widget notebook, 10 moves a slider
-    .venv/bin/python bench/browser.py 01 03 --moves 20
+    make bench-browser                                # every widget notebook, 10 moves a slider
+    PYTHONPATH=tests .venv/bin/python bench/browser.py 01 03 --moves 20
+
+It drives the notebooks with the browser tests' own harness (tests/browser/harness.py: Lab,
+Chromium, the notebook driver), found on PYTHONPATH=tests, which `make bench-browser` sets.
 
 For each enabled slider of each widget notebook (the notebooks the browser tests drive), the
 slider is moved with the keyboard, alternately right and left, and the time is taken in the page
@@ -24,9 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from browser import harness  # noqa: E402  (tests/browser/: Lab, Chromium, the notebook driver)
+try:
+    from browser import harness
+except ImportError as error:  # run without the tests on the path
+    sys.exit(f"bench/browser.py needs the browser tests' harness ({error}): run it as "
+             "`make bench-browser` or `PYTHONPATH=tests .venv/bin/python bench/browser.py`")
 
 GOAL_MS = 300.0
 

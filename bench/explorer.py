@@ -19,14 +19,13 @@ import statistics
 import time
 
 import matplotlib
+import numpy as np
+import torch
+
+from mha_course.models import toy_language, toy_model
+from mha_course.viz.explorer import VIEWS, explore
 
 matplotlib.use("Agg")  # the explorer renders its own PNGs; no window, no inline display
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mha_course.models import toy_language, toy_model  # noqa: E402
-from mha_course.viz.explorer import VIEWS, explore  # noqa: E402
 
 RUNNING_EXAMPLE = "The quick brown fox jumps over the lazy dog."
 

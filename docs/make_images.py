@@ -10,10 +10,10 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # a script, not a notebook: write files, open no window
+from mha_course.models import toy_language, toy_model
+from mha_course.viz import head_grid
 
-from mha_course.models import toy_language, toy_model  # noqa: E402
-from mha_course.viz import head_grid  # noqa: E402
+matplotlib.use("Agg")  # a script, not a notebook: write files, open no window
 
 IMAGES = Path(__file__).resolve().parent / "images"
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -25,7 +25,7 @@ def head_grid_image(path: Path = IMAGES / "head_grid.png") -> Path:
     weights = model.attention(tokens)  # (n_layers, n_heads, n, n)
     roles = {(h["layer"], h["head"]): h["role"] if h["role"] == "none" else
              f"{h['role']} {h[h['role']]:.2f}" for h in report["heads"]}
-    titles = [f"L{l}H{h} {roles[l, h]}" for l in range(weights.shape[0])
+    titles = [f"L{layer}H{h} {roles[layer, h]}" for layer in range(weights.shape[0])
               for h in range(weights.shape[1])]
     fig = head_grid(weights, tokens, titles=titles, vmax=1.0, cell_size=1.9,
                     suptitle=f'"{SENTENCE}" through the toy model: every head, titled with the '

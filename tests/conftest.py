@@ -1,24 +1,111 @@
-"""Shared helpers for the attention-core tests.
+"""Shared fixtures and helpers of the test suite, and its tiers.
 
-Everything here is written independently of ``mha_course`` (plain NumPy / torch),
-so that it can serve as a reference and not merely echo the implementation.
+Tiers (markers, registered in pyproject.toml) are given here, in one place, by what a test needs:
+
+- `kernel`: starts a Jupyter kernel (nbval runs of notebooks/ and solutions/, nbclient runs);
+- `grader`: runs the sandboxed grader or the exercise pipeline;
+- `minilm`: loads MiniLM (the 22 M-parameter pretrained model);
+- `browser`: drives JupyterLab or the site in Chromium (tests/browser/);
+- `slow`: an end-to-end run of more than a few seconds (marked in the test module).
+
+`make test-fast` runs what has none of them (the attention cores, the toy world, the metrics,
+the views, the checks' logic) in about a minute; `make test` (CI) runs everything.
+
+The reference helpers below are written independently of ``mha_course`` (plain NumPy / torch),
+so that they serve as a reference and do not merely echo the implementation.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pytest
+import torch
 
-# Notebook kernels started by the tests (nbval, nbclient) inherit this environment. With
-# MPLBACKEND=Agg (common in CI) a notebook without `%matplotlib inline` draws its widgets' figures
-# into nothing and still passes; unset it so that kernels always draw inline.
+from mha_course.np_attention import MHAParams
+
+# Figures in this process draw off-screen. Notebook kernels started by the tests (nbval, nbclient)
+# inherit the environment: with MPLBACKEND=Agg (common in CI) a notebook without
+# `%matplotlib inline` draws its widgets' figures into nothing and still passes, so unset it to
+# make kernels always draw inline.
+matplotlib.use("Agg")
 os.environ.pop("MPLBACKEND", None)
 
-try:  # torch is a hard dependency of the course, but keep NumPy tests importable without it
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+TESTS = Path(__file__).resolve().parent
+
+# Test modules whose every test is in a tier (the other tiers are found per test, below).
+MODULE_TIERS = {
+    "test_pretrained.py": "minilm",
+    "test_real_roles.py": "minilm",
+    "test_syntax.py": "minilm",
+    "test_notebook05.py": "kernel",
+    "test_notebook07.py": "kernel",
+    "test_notebook08.py": "kernel",
+    "test_widgets.py": "kernel",
+    "test_explorer.py": "kernel",
+    "test_exercises.py": "grader",
+    "test_grading.py": "grader",
+}
+# Fixtures (defined here or in a test module) whose use puts a test in a tier.
+FIXTURE_TIERS = {
+    "minilm": "minilm", "minilm_backends": "minilm", "minilm_models": "minilm",
+    "models": "minilm", "real_model": "minilm", "minilm_task": "minilm",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        tiers = set()
+        if path.suffix == ".ipynb":  # nbval: notebooks/ and solutions/ run in a kernel
+            tiers.add("kernel")
+        elif TESTS / "browser" in path.parents:
+            tiers.add("browser")
+        elif path.name in MODULE_TIERS:
+            tiers.add(MODULE_TIERS[path.name])
+        tiers |= {FIXTURE_TIERS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_TIERS}
+        for tier in sorted(tiers):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads():
+    """One torch thread for the session (the small batches of the tests gain nothing from more,
+    and CI's two cores are shared with the notebook kernels); restored at the end."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """MiniLM, NumPy backend, float32, loaded once for the session."""
+    # imported here, not at the top: the core's tests must not depend on the models importing
+    from mha_course.models.minilm import load_minilm
+
+    return load_minilm("numpy", "float32")
+
+
+@pytest.fixture(scope="session")
+def minilm_backends():
+    """MiniLM in both backends (float32), loaded once for the session:
+    {"numpy": ..., "torch": ...}."""
+    from mha_course.models.minilm import load_minilm
+
+    return {backend: load_minilm(backend) for backend in ("numpy", "torch")}
+
+
+@pytest.fixture(scope="session")
+def toy():
+    """The toy Transformer checkpoint shipped in the package (eval mode), loaded once."""
+    from mha_course.models import toy_model
+
+    return toy_model.load()
+
 
 BIAS_NAMES = ("b_Q", "b_K", "b_V", "b_O")
 WEIGHT_NAMES = ("W_Q", "W_K", "W_V", "W_O")
@@ -28,7 +115,7 @@ PARAM_NAMES = WEIGHT_NAMES + BIAS_NAMES
 # --------------------------------------------------------------------------- arrays
 def to_numpy(x):
     """A NumPy array from a NumPy array or a (possibly grad-requiring, possibly CUDA) tensor."""
-    if torch is not None and isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
@@ -64,8 +151,6 @@ def random_params(
 ):
     """An MHAParams with random (normal, ~unit-variance outputs) weights and random,
     *non-zero* biases -- independent of ``init_params``."""
-    from mha_course.np_attention import MHAParams
-
     d_k = d_model // n_heads if d_k is None else d_k
     d_v = d_model // n_heads if d_v is None else d_v
     rng = np.random.default_rng(seed)
@@ -99,8 +184,6 @@ def params_dict(params) -> dict:
 
 def torch_params(params, *, requires_grad=False, device="cpu", dtype=None):
     """An MHAParams of torch tensors built from one of NumPy arrays."""
-    from mha_course.np_attention import MHAParams
-
     out = {}
     for name, v in params_dict(params).items():
         if v is None:

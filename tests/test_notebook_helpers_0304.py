@@ -1,17 +1,15 @@
-"""Helpers that keep notebook 04's cells short: role scores during training and against controls."""
+"""Helpers that keep notebook 04's cells short: role scores during training and against
+controls."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from mha_course.viz import palette  # noqa: E402
-from mha_course.viz.training import first_step_above, role_history_plot, role_score_bars  # noqa: E402
+from mha_course.viz import palette
+from mha_course.viz.training import first_step_above, role_history_plot, role_score_bars
 
 # three logs of a made-up run: local rises late, delimiter early, identity never
 HISTORY = [
@@ -62,7 +60,7 @@ def test_role_score_bars_show_scores_controls_and_offsets():
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     assert heights == [0.1, 0.2, 0.8, 0.9]
-    trained = [p for p in ax.patches if p.get_facecolor()[:3] == matplotlib.colors.to_rgb(palette.BLUE)]
+    trained = [p for p in ax.patches if p.get_facecolor()[:3] == to_rgb(palette.BLUE)]
     assert sorted(round(p.get_height(), 6) for p in trained) == [0.8, 0.9]
     offsets = [line for line in ax.get_lines() if line.get_label() == "best fixed offset"]
     assert len(offsets) == 1 and np.allclose(offsets[0].get_ydata(), 0.3)
