@@ -168,8 +168,10 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     pyproject = _pyproject_requirements()
     conda = _conda_requirements(_environment())
 
-    pip_section = {canonicalize_name(Requirement(line.split("#")[0]).name): Requirement(line.split("#")[0])
-                   for line in _pip_section(_environment()) if not line.startswith("-")}
+    pip_section = {
+        canonicalize_name(Requirement(line.split("#")[0]).name): Requirement(line.split("#")[0])
+        for line in _pip_section(_environment()) if not line.startswith("-")
+    }
     for name in PIP_ONLY:
         assert name in pyproject and name in pip_section, \
             f"{name} must be in pyproject.toml and in environment.yml's pip section"
@@ -201,7 +203,8 @@ def test_environment_yml_and_pyproject_give_the_same_version_bounds():
 
 
 def test_name_mapping_has_no_stale_entries():
-    pypi_names = {canonicalize_name(Requirement(r).name) for r in _pyproject()["project"]["dependencies"]}
+    pypi_names = {canonicalize_name(Requirement(r).name)
+                  for r in _pyproject()["project"]["dependencies"]}
     pypi_names |= {
         canonicalize_name(Requirement(r).name)
         for r in _pyproject()["project"]["optional-dependencies"]["dev"]
@@ -223,7 +226,9 @@ def test_environment_yml_builds_the_course_env_from_conda_forge_only():
         f"environment.yml's python={python.group(1)} is outside requires-python {requires_python}"
     )
     # The course itself is installed by pip from the checkout (repo2docker runs it in the repo).
-    assert "-e ." in _pip_section(env), "environment.yml's pip section must install the course: '-e .'"
+    assert "-e ." in _pip_section(env), (
+        "environment.yml's pip section must install the course: '-e .'"
+    )
 
 
 # --------------------------------------------------------------------------- the wheel
@@ -242,7 +247,8 @@ def _source_copy(dest: Path) -> Path:
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy what is there
         shutil.copytree(
             ROOT, dest, ignore=shutil.ignore_patterns(
-                ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+                ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+                ".hypothesis",
             ),
         )
         return dest
@@ -302,7 +308,8 @@ def test_wheel_installs_into_a_fresh_venv_and_works_outside_the_repo(wheel, tmp_
     _run([sys.executable, "-m", "venv", str(venv)])
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "PIP_REQUIRE_VIRTUALENV"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTHON") and k != "PIP_REQUIRE_VIRTUALENV"}
     env["PYTHONNOUSERSITE"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     _run(
@@ -351,7 +358,9 @@ print(json.dumps({"file": mha_course.__file__, "digests": digests}))
         f"mha_course was imported from {installed_at}, not from the scratch venv {venv}"
     )
     expected = {rel: _sha256((DATA_DIR / rel).read_bytes()) for rel in data}
-    assert result["digests"] == expected, "data read through importlib.resources differs from the checkout"
+    assert result["digests"] == expected, (
+        "data read through importlib.resources differs from the checkout"
+    )
 
 
 # --------------------------------------------------------------------------- CI, Makefile, README
@@ -364,7 +373,9 @@ def test_ci_runs_make_test_and_the_readme_gives_both_commands():
     assert "make test" in ci_lines, f".ci/run should run `make test`; its commands are {ci_lines}"
     readme = _readme()
     for command in ("make test", "make lab"):
-        assert f"`{command}" in readme or f"\n{command}" in readme, f"README.md does not show `{command}`"
+        assert f"`{command}" in readme or f"\n{command}" in readme, (
+            f"README.md does not show `{command}`"
+        )
 
 
 def test_makefile_installs_pinned_torch_first_and_pyproject_admits_it():
@@ -377,9 +388,13 @@ def test_makefile_installs_pinned_torch_first_and_pyproject_admits_it():
     )
 
     recipe = [line.strip() for line in makefile.splitlines() if line.startswith("\t")]
-    torch_step = [i for i, line in enumerate(recipe) if "pip install $(TORCH_PIP_ARGS)" in line]
-    rest_step = [i for i, line in enumerate(recipe) if re.search(r"pip install -e \S*\.\[dev\]", line)]
-    assert torch_step and rest_step, "Makefile should pip-install $(TORCH_PIP_ARGS) and then -e .[dev]"
+    torch_step = [i for i, line in enumerate(recipe)
+                  if "pip install $(TORCH_PIP_ARGS)" in line]
+    rest_step = [i for i, line in enumerate(recipe)
+                 if re.search(r"pip install -e \S*\.\[dev\]", line)]
+    assert torch_step and rest_step, (
+        "Makefile should pip-install $(TORCH_PIP_ARGS) and then -e .[dev]"
+    )
     assert torch_step[0] < rest_step[0], "Makefile must install torch before the rest"
 
     torch_spec = next(
@@ -387,10 +402,14 @@ def test_makefile_installs_pinned_torch_first_and_pyproject_admits_it():
         for r in _pyproject()["project"]["dependencies"]
         if canonicalize_name(Requirement(r).name) == "torch"
     )
-    assert torch_spec.contains(TORCH_PIN), f"pyproject's torch{torch_spec} does not admit {TORCH_PIN}"
+    assert torch_spec.contains(TORCH_PIN), (
+        f"pyproject's torch{torch_spec} does not admit {TORCH_PIN}"
+    )
     # The README's CPU-wheel command must install the same torch as the Makefile.
     readme_pins = set(re.findall(r"torch==(\d[\w.]*)", _readme()))
-    assert readme_pins == {TORCH_PIN}, f"README.md names torch {sorted(readme_pins)}, Makefile {TORCH_PIN}"
+    assert readme_pins == {TORCH_PIN}, (
+        f"README.md names torch {sorted(readme_pins)}, Makefile {TORCH_PIN}"
+    )
 
 
 def test_packaging_comes_with_the_declared_dev_tools():
@@ -417,13 +436,16 @@ def test_learning_path_lists_every_notebook():
         if "coming" in first_cell.lower():
             number = re.match(r"(\d\d)\b", first_cell)
             assert not (number and number.group(1) in present_numbers), (
-                f"notebook {number.group(1)} has arrived: replace its 'coming' row with a link: {row}"
+                f"notebook {number.group(1)} has arrived: "
+                f"replace its 'coming' row with a link: {row}"
             )
         else:
             links = re.findall(r"\((notebooks/[^)]+\.ipynb)\)", first_cell)
             assert links, f"learning-path row neither links a notebook nor says 'coming': {row}"
             for link in links:
-                assert (ROOT / link).is_file(), f"the learning path links {link}, which does not exist"
+                assert (ROOT / link).is_file(), (
+                    f"the learning path links {link}, which does not exist"
+                )
 
 
 def test_readme_local_links_and_images_exist():

@@ -61,8 +61,9 @@ def opening_problems(nb, path: Path) -> list[str]:
     text, problems = first.source, []
     if not re.search(r"^# ", text, re.M):
         problems.append("the opening has no title (# ...)")
+    # The second line also takes bullets wrapped onto indented continuation lines.
     match = re.search(r"After this notebook you can:?\**:?\s*\n"
-                      r"((?:\s*(?:[-*]|\d+\.)\s+.+\n?(?:[ \t]+\S.*\n?)*)+)", text)  # wrapped bullets too
+                      r"((?:\s*(?:[-*]|\d+\.)\s+.+\n?(?:[ \t]+\S.*\n?)*)+)", text)
     objectives = 0 if match is None else len(re.findall(r"^\s*(?:[-*]|\d+\.)\s+",
                                                           match.group(1), re.M))
     if not 3 <= objectives <= 5:
@@ -129,8 +130,9 @@ def ending_problems(nb) -> list[str]:
     folded = sum(len(re.findall(r"<details>\s*<summary>", c.source)) for c in questions)
     closed = sum(c.source.count("</details>") for c in questions)
     if not 3 <= folded <= 6 or folded != closed:
-        problems.append(f"expected 3-5 questions with folded answers (<details><summary>...</details>)"
-                        f" in cells tagged 'questions'; found {folded} opened, {closed} closed")
+        problems.append(f"expected 3-5 questions with folded answers"
+                        f" (<details><summary>...</details>) in cells tagged 'questions';"
+                        f" found {folded} opened, {closed} closed")
     return problems
 
 
@@ -139,7 +141,8 @@ def length_problems(nb) -> list[str]:
     for i, cell in enumerate(nb.cells):
         limit = MAX_CODE_LINES if cell.cell_type == "code" else MAX_MARKDOWN_LINES
         if cell.cell_type in ("code", "markdown") and n_lines(cell) > limit:
-            problems.append(f"cell {i}: {n_lines(cell)} lines ({cell.cell_type} cells: at most {limit})")
+            problems.append(f"cell {i}: {n_lines(cell)} lines"
+                            f" ({cell.cell_type} cells: at most {limit})")
     return problems
 
 
@@ -236,7 +239,9 @@ def test_every_exercise_notebook_is_linked_from_a_notebook():
 def test_glossary_terms_name_the_notebook_that_teaches_them():
     paragraphs = re.split(r"\n\s*\n", GLOSSARY.read_text(encoding="utf-8"))
     entries = [(re.findall(r"\*\*(.+?)\*\*", p), p) for p in paragraphs if p.startswith("**")]
-    assert len(entries) >= 40, f"expected the glossary's entries as '**term** — ...'; found {len(entries)}"
+    assert len(entries) >= 40, (
+        f"expected the glossary's entries as '**term** — ...'; found {len(entries)}"
+    )
     for terms, text in entries:
         assert re.search(r"\(notebook \d\d", text), f"{terms}: which notebook teaches it?"
     terms = [t.lower() for names, _ in entries for t in names]
@@ -256,14 +261,20 @@ def test_readme_minutes_match_each_notebook_and_the_total_is_stated():
     total = total_exercises = 0
     for path in NOTEBOOKS:
         stated = TIME.search(read(path).cells[0].source)
-        assert stated, f"{path.name}: the opening should say '**Time:** about N minutes, M more ...'"
+        assert stated, (
+            f"{path.name}: the opening should say '**Time:** about N minutes, M more ...'"
+        )
         minutes, exercises = int(stated.group(1)), int(stated.group(2) or 0)
         row = re.search(rf"^\|[^\n]*\(notebooks/{re.escape(path.name)}\)[^\n]*\|\s*(\d+)\s*\|"
                         rf"\s*(\d+)\s*\|\s*$", readme, re.M)
-        assert row, f"no learning-path row for {path.name} ending with its minutes | exercise minutes"
+        assert row, (
+            f"no learning-path row for {path.name} ending with its minutes | exercise minutes"
+        )
         assert (int(row.group(1)), int(row.group(2))) == (minutes, exercises), path.name
         total, total_exercises = total + minutes, total_exercises + exercises
-    assert re.search(rf"\b{total} minutes\b", readme), f"the README should state the total, {total} minutes"
+    assert re.search(rf"\b{total} minutes\b", readme), (
+        f"the README should state the total, {total} minutes"
+    )
     assert re.search(rf"\b{total + total_exercises} minutes\b", readme), (
         f"the README should state the total with the exercises, {total + total_exercises} minutes")
 

@@ -24,8 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from browser.servers import (  # noqa: F401  (re-exported: the tests use harness.X)
-    ANNOUNCEMENTS, CHROMIUM_FLAGS, WIDGET_MANAGER, BrowserTierError, JupyterLab, Voila,
-    ensure_chromium, launch_chromium,
+    ANNOUNCEMENTS,
+    CHROMIUM_FLAGS,
+    WIDGET_MANAGER,
+    BrowserTierError,
+    JupyterLab,
+    Voila,
+    ensure_chromium,
+    launch_chromium,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

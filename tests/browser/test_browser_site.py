@@ -107,8 +107,10 @@ def test_index_follows_the_learning_path(site):
     assert order, "the README's learning path links no notebook"
     assert pages[:len(order)] == order, (
         f"the index lists {pages}, the README's learning path {order}")
-    present = {p.with_suffix(".html").name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    exercises = {p.with_suffix(".html").name for p in (ROOT / "exercises").glob("ex[0-9][0-9]_*.ipynb")}
+    present = {p.with_suffix(".html").name
+               for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    exercises = {p.with_suffix(".html").name
+                 for p in (ROOT / "exercises").glob("ex[0-9][0-9]_*.ipynb")}
     assert set(pages) == present | exercises | {"glossary.html"}, (
         f"index links {sorted(pages)}, notebooks {sorted(present)}, exercises {sorted(exercises)}")
 
