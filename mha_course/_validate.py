@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 Shape = tuple[int, ...]
 
 
@@ -144,3 +146,19 @@ def head_sizes(d_model: int, n_heads: int, d_k: int | None, d_v: int | None) -> 
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     return d_k, d_v
+
+
+def check_length(where: str, n) -> int:
+    """A sequence length: a non-negative Python or NumPy integer (not a bool), as an int."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{where} needs a non-negative integer length n; got {n!r}")
+    return int(n)
+
+
+def check_lengths(shape: Shape, is_integer: bool, dtype, lengths: list, n: int) -> None:
+    """Padding lengths: (batch,) integers in [0, n]."""
+    if len(shape) != 1 or not is_integer:
+        raise TypeError(f"lengths must be 1-D integers (batch,); got shape {fmt(shape)} "
+                        f"and dtype {dtype}")
+    if lengths and (min(lengths) < 0 or max(lengths) > n):
+        raise ValueError(f"lengths must lie in [0, n={n}]; got {lengths}")

@@ -21,19 +21,11 @@ from mha_course import _validate as v
 from mha_course.params import MHAParams, check_head_gates
 
 __all__ = [
-    "softmax",
-    "scaled_dot_product_attention",
-    "causal_mask",
-    "padding_mask",
-    "MHAParams",
-    "MHAOutput",
-    "MHAGrads",
-    "init_params",
-    "multi_head_attention",
-    "multi_head_attention_loop",
+    "softmax", "scaled_dot_product_attention", "causal_mask", "padding_mask",
+    "MHAParams", "MHAOutput", "init_params", "multi_head_attention", "multi_head_attention_loop",
     "project",
-    "softmax_backward",
-    "scaled_dot_product_attention_backward",
+    # NumPy only: the backward pass by hand (tests/test_mirror.py says why)
+    "MHAGrads", "softmax_backward", "scaled_dot_product_attention_backward",
     "multi_head_attention_backward",
 ]
 
@@ -73,7 +65,7 @@ def _bool_mask(mask, target: tuple[int, ...]) -> np.ndarray | None:
     v.check_mask_dtype(mask.dtype == np.bool_, mask.dtype)
     extra = mask.ndim - len(target)
     if extra > 0 and all(s == 1 for s in mask.shape[:extra]):
-        mask = mask.reshape(mask.shape[extra:])  # drop leading size-1 axes, e.g. causal_mask(n)[None]
+        mask = mask.reshape(mask.shape[extra:])  # drop leading 1-axes, e.g. causal_mask(n)[None]
     v.check_mask(mask.shape, target)
     return mask
 
@@ -87,7 +79,8 @@ def softmax(x, axis: int = -1) -> np.ndarray:
 
     Subtracting the row maximum changes nothing mathematically but keeps exp() from overflowing.
     -inf entries (masked keys) get weight 0; a row that is entirely -inf gives zeros, not NaN.
-    float16 is computed in float32 and returned as float16.
+    Half precision (float16; in torch also bfloat16) is computed in float32 and returned in its
+    own dtype.
     """
     x = _float_array("x", x, allow_neg_inf=True)
     if x.ndim == 0:
@@ -132,22 +125,24 @@ def _sdpa(Q, K, V, mask):
 
 
 def causal_mask(n: int) -> np.ndarray:
-    """(n, n) boolean, True on and below the diagonal: query i may attend to keys 0..i."""
-    if not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"causal_mask needs a non-negative integer length; got {n!r}")
-    return np.tril(np.ones((n, n), dtype=bool))
+    """(n, n) boolean, True on and below the diagonal: query i may attend to keys 0..i.
+
+    n: a non-negative Python or NumPy integer. torch_attention's also takes `device`.
+    """
+    n = v.check_length("causal_mask", n)
+    return np.tril(np.ones((n, n), dtype=bool))  # (n, n)
 
 
 def padding_mask(lengths, n: int) -> np.ndarray:
-    """(batch, 1, n) boolean, True for key positions < lengths[b]; broadcasts over queries."""
+    """(batch, 1, n) boolean, True for key positions < lengths[b]; broadcasts over queries.
+
+    lengths: (batch,) integers in [0, n], a list or an array (in torch also a tensor).
+    torch_attention's also takes `device`.
+    """
+    n = v.check_length("padding_mask", n)
     lengths = np.asarray(lengths)
-    if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
-        raise TypeError(
-            f"lengths must be a 1-D integer array (batch,); got shape {lengths.shape} "
-            f"and dtype {lengths.dtype}"
-        )
-    if lengths.size and (lengths.min() < 0 or lengths.max() > n):
-        raise ValueError(f"lengths must lie in [0, n={n}]; got {lengths.tolist()}")
+    v.check_lengths(lengths.shape, np.issubdtype(lengths.dtype, np.integer), lengths.dtype,
+                    lengths.tolist(), n)
     return np.arange(n)[None, None, :] < lengths[:, None, None]  # (batch, 1, n)
 
 
@@ -156,6 +151,9 @@ def padding_mask(lengths, n: int) -> np.ndarray:
 
 
 class MHAOutput(NamedTuple):
+    """What multi-head attention returns: the output, every head's weights A_i, and every head's
+    output Z_i = A_i V_i before the gates (what analysis and ablation need)."""
+
     out: np.ndarray  # (..., n_q, d_model)
     weights: np.ndarray  # (..., n_heads, n_q, n_k)
     heads: np.ndarray  # (..., n_heads, n_q, d_v), the per-head outputs Z_i
@@ -166,7 +164,9 @@ def init_params(d_model: int, n_heads: int, *, d_k: int | None = None, d_v: int 
     """Xavier/Glorot-uniform weights, one independent matrix per head; zero biases if `bias`.
 
     d_k and d_v default to d_model // n_heads, so h heads cost as many parameters as one head
-    of size d_model.
+    of size d_model. NumPy's generator seeded with `seed` draws every weight in float64, which is
+    then cast to `dtype`: both cores give exactly the same numbers for the same seed and shapes
+    (torch_attention's as tensors, on `device`).
     """
     d_k, d_v = v.head_sizes(d_model, n_heads, d_k, d_v)
     rng = np.random.default_rng(seed)
@@ -181,7 +181,8 @@ def init_params(d_model: int, n_heads: int, *, d_k: int | None = None, d_v: int 
         W_K=xavier((n_heads, d_model, d_k), d_model, d_k),
         W_V=xavier((n_heads, d_model, d_v), d_model, d_v),
         W_O=xavier((n_heads * d_v, d_model), n_heads * d_v, d_model),
-        b_Q=zeros(n_heads, d_k), b_K=zeros(n_heads, d_k), b_V=zeros(n_heads, d_v), b_O=zeros(d_model),
+        b_Q=zeros(n_heads, d_k), b_K=zeros(n_heads, d_k), b_V=zeros(n_heads, d_v),
+        b_O=zeros(d_model),
     )
 
 
@@ -204,7 +205,7 @@ def project(X, W, b=None):
     """
     n_heads, d_model, d_k = W.shape
     W_all = W.transpose(1, 0, 2).reshape(d_model, n_heads * d_k)  # (d_model, n_heads * d_k)
-    P = X.reshape(-1, d_model) @ W_all  # (batch * n, n_heads * d_k): one 2-D matmul, not one per batch
+    P = X.reshape(-1, d_model) @ W_all  # (batch * n, n_heads * d_k): one 2-D matmul
     P = P.reshape(*X.shape[:-1], n_heads, d_k)  # (..., n, n_heads, d_k)
     if b is not None:
         P += b  # b (n_heads, d_k) broadcasts over positions
@@ -238,6 +239,9 @@ def multi_head_attention(X_q, X_kv, params: MHAParams, mask=None, head_gates=Non
     A gate of 0 removes the head (as if its row block of W^O were zero); 1 leaves it as it is.
     Returns MHAOutput(out (..., n_q, d_model), weights (..., n_heads, n_q, n_k),
     heads (..., n_heads, n_q, d_v)); `heads` are Z_i = A_i V_i before the gates.
+    Gradients, dL/dxi included (head importance, Michel et al. 2019): by hand in NumPy with
+    `multi_head_attention_backward`; by autograd in torch (gates with requires_grad=True),
+    where `params` may also be a `MultiHeadAttention` module.
     """
     X_q, X_kv, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     return _mha_forward(X_q, X_kv, params, mask, gates)[0]

@@ -15,20 +15,15 @@ import torch
 from torch import nn
 
 from mha_course import _validate as v
+from mha_course import np_attention
 from mha_course.params import MHAParams, check_head_gates
 
 __all__ = [
-    "softmax",
-    "scaled_dot_product_attention",
-    "causal_mask",
-    "padding_mask",
-    "MHAOutput",
-    "multi_head_attention",
-    "multi_head_attention_loop",
+    "softmax", "scaled_dot_product_attention", "causal_mask", "padding_mask",
+    "MHAParams", "MHAOutput", "init_params", "multi_head_attention", "multi_head_attention_loop",
     "project",
-    "MultiHeadAttention",
-    "from_torch_mha",
-    "to_torch_mha",
+    # torch only (tests/test_mirror.py says why)
+    "MultiHeadAttention", "from_torch_mha", "to_torch_mha",
 ]
 
 _PARAM_NAMES = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")
@@ -52,11 +47,12 @@ def _bool_mask(mask, target: tuple[int, ...]) -> torch.Tensor | None:
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a torch.Tensor of dtype torch.bool; got {type(mask).__name__}")
+        raise TypeError(f"mask must be a torch.Tensor of dtype torch.bool; "
+                        f"got {type(mask).__name__}")
     v.check_mask_dtype(mask.dtype == torch.bool, mask.dtype)
     extra = mask.ndim - len(target)
     if extra > 0 and all(s == 1 for s in mask.shape[:extra]):
-        mask = mask.reshape(mask.shape[extra:])  # drop leading size-1 axes, e.g. causal_mask(n)[None]
+        mask = mask.reshape(mask.shape[extra:])  # drop leading 1-axes, e.g. causal_mask(n)[None]
     v.check_mask(tuple(mask.shape), target)
     return mask
 
@@ -65,8 +61,14 @@ def _bool_mask(mask, target: tuple[int, ...]) -> torch.Tensor | None:
 # Scaled dot-product attention
 
 
-def softmax(x: torch.Tensor, axis: int = -1) -> torch.Tensor:
-    """softmax(x)_j = exp(x_j - m) / sum_k exp(x_k - m), m = max_k x_k; an all -inf row gives 0."""
+def softmax(x, axis: int = -1) -> torch.Tensor:
+    """softmax(x)_j = exp(x_j - m) / sum_k exp(x_k - m), with m = max_k x_k along `axis`.
+
+    Subtracting the row maximum changes nothing mathematically but keeps exp() from overflowing.
+    -inf entries (masked keys) get weight 0; a row that is entirely -inf gives zeros, not NaN.
+    Half precision (float16; in torch also bfloat16) is computed in float32 and returned in its
+    own dtype.
+    """
     x = _float_tensor("x", x, allow_neg_inf=True)
     if x.ndim == 0:
         raise ValueError("softmax needs at least one axis to normalise over; got a 0-d tensor")
@@ -83,7 +85,12 @@ def _softmax(x: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def scaled_dot_product_attention(Q, K, V, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Z, A = softmax(Q K^T / sqrt(d_k)) V; shapes and mask convention as in np_attention."""
+    """Z, A = softmax(Q K^T / sqrt(d_k)) V.
+
+    Q (..., n_q, d_k), K (..., n_k, d_k), V (..., n_k, d_v); mask boolean, broadcastable to
+    (..., n_q, n_k), True = may attend. Returns Z (..., n_q, d_v) and A (..., n_q, n_k).
+    A query whose keys are all masked gets a zero row in A and in Z.
+    """
     Q, K, V = _float_tensor("Q", Q), _float_tensor("K", K), _float_tensor("V", V)
     scores_shape = v.check_qkv(tuple(Q.shape), tuple(K.shape), tuple(V.shape))
     return _sdpa(Q, K, V, _bool_mask(mask, scores_shape))
@@ -100,21 +107,26 @@ def _sdpa(Q, K, V, mask):
 
 
 def causal_mask(n: int, device=None) -> torch.Tensor:
-    """(n, n) boolean, True on and below the diagonal: query i may attend to keys 0..i."""
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"causal_mask needs a non-negative integer length; got {n!r}")
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    """(n, n) boolean, True on and below the diagonal: query i may attend to keys 0..i.
+
+    n: a non-negative Python or NumPy integer. torch_attention's also takes `device`.
+    """
+    n = v.check_length("causal_mask", n)
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()  # (n, n)
 
 
 def padding_mask(lengths, n: int, device=None) -> torch.Tensor:
-    """(batch, 1, n) boolean, True for key positions < lengths[b]; broadcasts over queries."""
+    """(batch, 1, n) boolean, True for key positions < lengths[b]; broadcasts over queries.
+
+    lengths: (batch,) integers in [0, n], a list or an array (in torch also a tensor).
+    torch_attention's also takes `device`.
+    """
+    n = v.check_length("padding_mask", n)
     lengths = torch.as_tensor(lengths, device=device)
-    if lengths.ndim != 1 or lengths.is_floating_point() or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must be a 1-D integer tensor (batch,); got shape "
-                        f"{tuple(lengths.shape)} and dtype {lengths.dtype}")
-    if lengths.numel() and (lengths.min() < 0 or lengths.max() > n):
-        raise ValueError(f"lengths must lie in [0, n={n}]; got {lengths.tolist()}")
-    return torch.arange(n, device=lengths.device)[None, None, :] < lengths[:, None, None]
+    is_integer = lengths.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    v.check_lengths(tuple(lengths.shape), is_integer, lengths.dtype, lengths.tolist(), n)
+    positions = torch.arange(n, device=lengths.device)  # (n,)
+    return positions[None, None, :] < lengths[:, None, None]  # (batch, 1, n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,9 +134,29 @@ def padding_mask(lengths, n: int, device=None) -> torch.Tensor:
 
 
 class MHAOutput(NamedTuple):
+    """What multi-head attention returns: the output, every head's weights A_i, and every head's
+    output Z_i = A_i V_i before the gates (what analysis and ablation need)."""
+
     out: torch.Tensor  # (..., n_q, d_model)
     weights: torch.Tensor  # (..., n_heads, n_q, n_k)
     heads: torch.Tensor  # (..., n_heads, n_q, d_v), the per-head outputs Z_i
+
+
+def init_params(d_model: int, n_heads: int, *, d_k: int | None = None, d_v: int | None = None,
+                bias: bool = False, seed: int = 0, dtype=torch.float64,
+                device=None) -> MHAParams:
+    """Xavier/Glorot-uniform weights, one independent matrix per head; zero biases if `bias`.
+
+    d_k and d_v default to d_model // n_heads, so h heads cost as many parameters as one head
+    of size d_model. NumPy's generator seeded with `seed` draws every weight in float64, which is
+    then cast to `dtype`: both cores give exactly the same numbers for the same seed and shapes
+    (torch_attention's as tensors, on `device`).
+    """
+    drawn = np_attention.init_params(d_model, n_heads, d_k=d_k, d_v=d_v, bias=bias, seed=seed)
+    if not isinstance(dtype, torch.dtype):  # a NumPy dtype such as np.float32
+        dtype = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+    # float64 -> dtype rounds to nearest, as NumPy's astype does: the same numbers
+    return drawn.map(lambda a: torch.from_numpy(a).to(device=device, dtype=dtype))
 
 
 def _param_tensors(params, like: torch.Tensor) -> dict:
@@ -183,11 +215,18 @@ def project(X, W, b=None):
 
 
 def multi_head_attention(X_q, X_kv, params, mask=None, head_gates=None) -> MHAOutput:
-    """Batched multi-head attention; arguments and shapes as in np_attention.multi_head_attention.
+    """Batched multi-head attention: all heads in one matmul per projection.
 
-    `params` is an MHAParams (of tensors or arrays) or a MultiHeadAttention module.
-    head_gates xi (n_heads,) or broadcastable to (..., n_heads): out = Concat(xi_i Z_i) W^O + b^O;
-    pass a tensor with requires_grad=True to get dL/dxi (Michel et al. 2019's head importance).
+    X_q (..., n_q, d_model), X_kv (..., n_k, d_model) (self-attention: X_kv = X_q);
+    mask broadcastable to (..., n_q, n_k), True = may attend, shared by every head.
+    head_gates: None (every gate 1), or xi (n_heads,) / broadcastable to (..., n_heads), which
+    multiplies each head's output before W^O: out = Concat(xi_1 Z_1, ..., xi_h Z_h) W^O + b^O.
+    A gate of 0 removes the head (as if its row block of W^O were zero); 1 leaves it as it is.
+    Returns MHAOutput(out (..., n_q, d_model), weights (..., n_heads, n_q, n_k),
+    heads (..., n_heads, n_q, d_v)); `heads` are Z_i = A_i V_i before the gates.
+    Gradients, dL/dxi included (head importance, Michel et al. 2019): by hand in NumPy with
+    `multi_head_attention_backward`; by autograd in torch (gates with requires_grad=True),
+    where `params` may also be a `MultiHeadAttention` module.
     """
     X_q, X_kv, p, mask, gates = _check_mha_inputs(X_q, X_kv, params, mask, head_gates)
     n_heads, d_v = p["W_V"].shape[0], p["W_V"].shape[2]
@@ -277,7 +316,8 @@ class MultiHeadAttention(nn.Module):
         if any(has_bias) and not all(has_bias):
             raise ValueError("from_params needs all four biases or none; got "
                              f"{dict(zip(('b_Q', 'b_K', 'b_V', 'b_O'), has_bias))}")
-        src = params.map(lambda a: a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)))
+        src = params.map(lambda a: a if isinstance(a, torch.Tensor)
+                         else torch.as_tensor(np.asarray(a)))
         m = cls(params.d_model, params.n_heads, d_k=params.d_k, d_v=params.d_v,
                 bias=all(has_bias), device=device, dtype=src.W_Q.dtype if dtype is None else dtype)
         with torch.no_grad():
@@ -305,7 +345,8 @@ def from_torch_mha(m: nn.MultiheadAttention) -> MHAParams:
     """Per-head MHAParams (NumPy) from nn.MultiheadAttention.
 
     torch stores in_proj_weight (3 * d_model, d_model) and computes q = x @ W^T; head i uses the
-    output rows i*d_k:(i+1)*d_k, so W_Q[i] = W_q[i*d_k:(i+1)*d_k].T. out = concat @ out_proj.weight.T.
+    output rows i*d_k:(i+1)*d_k, so W_Q[i] = W_q[i*d_k:(i+1)*d_k].T;
+    out = concat @ out_proj.weight.T.
     """
     if not isinstance(m, nn.MultiheadAttention):
         raise TypeError(f"expected torch.nn.MultiheadAttention; got {type(m).__name__}")

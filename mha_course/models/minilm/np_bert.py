@@ -26,6 +26,9 @@ __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "enc
 
 
 class EncoderOutput(NamedTuple):
+    """What the encoder returns, every layer stacked along a first axis: hidden_states, the
+    embeddings then each layer's output; attentions, each layer's A_i; heads, each layer's Z_i."""
+
     hidden_states: np.ndarray  # (n_layers + 1, ..., n, d_model): the embeddings, then each layer
     attentions: np.ndarray  # (n_layers, ..., n_heads, n, n)
     heads: np.ndarray  # (n_layers, ..., n_heads, n, d_v): the per-head outputs Z_i
@@ -63,10 +66,11 @@ def encoder_layer(x, p: LayerParams, mask, eps: float, head_gates=None):
 
 def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None,
            head_gates=None) -> EncoderOutput:
-    """The whole encoder on input_ids, token_type_ids (..., n); mask None or boolean,
-    broadcastable to (..., n, n), True = may attend (a padding mask for a batch);
-    head_gates None or (n_layers, n_heads) / (n_layers, ..., n_heads): layer l's gates go to
-    its attention (see np_attention.multi_head_attention)."""
+    """The whole encoder on input_ids, token_type_ids (..., n) (integers; int64 tensors in
+    torch); mask None or boolean, broadcastable to (..., n, n), True = may attend (a padding
+    mask for a batch); head_gates None or (n_layers, n_heads) / (n_layers, ..., n_heads): layer
+    l's gates go to its attention (see multi_head_attention). Differentiable in torch too: gates
+    with requires_grad=True give dL/dxi by autograd (wrap a call in torch.no_grad() to skip it)."""
     check_head_gates(head_gates, len(p.layers), p.layers[0].attention.n_heads,
                      tuple(input_ids.shape[:-1]))
     x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)

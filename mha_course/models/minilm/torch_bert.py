@@ -1,5 +1,8 @@
-"""The BERT encoder forward pass in PyTorch, name for name with `np_bert`, on the course's
-`torch_attention.multi_head_attention`. Runs on the device and dtype of the weights."""
+"""The BERT encoder forward pass in PyTorch, name for name with `np_bert` (same signatures, same
+docstrings; tests/test_mirror.py holds them to it), on the course's
+`torch_attention.multi_head_attention`. Runs on the device and dtype of the weights, and is
+differentiable: nothing here switches autograd off, so gates or weights that require grad get
+gradients (wrap inference in torch.no_grad())."""
 
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ __all__ = ["EncoderOutput", "layer_norm", "gelu", "embed", "encoder_layer", "enc
 
 
 class EncoderOutput(NamedTuple):
-    hidden_states: torch.Tensor  # (n_layers + 1, ..., n, d_model)
+    """What the encoder returns, every layer stacked along a first axis: hidden_states, the
+    embeddings then each layer's output; attentions, each layer's A_i; heads, each layer's Z_i."""
+
+    hidden_states: torch.Tensor  # (n_layers + 1, ..., n, d_model): the embeddings, then each layer
     attentions: torch.Tensor  # (n_layers, ..., n_heads, n, n)
-    heads: torch.Tensor  # (n_layers, ..., n_heads, n, d_v)
+    heads: torch.Tensor  # (n_layers, ..., n_heads, n, d_v): the per-head outputs Z_i
 
 
 def layer_norm(x, gamma, beta, eps: float) -> torch.Tensor:
@@ -29,7 +35,7 @@ def layer_norm(x, gamma, beta, eps: float) -> torch.Tensor:
 
 
 def gelu(x) -> torch.Tensor:
-    """The exact GELU of BERT: x/2 (1 + erf(x / sqrt 2))."""
+    """The exact GELU of BERT: x Phi(x) = x/2 (1 + erf(x / sqrt 2)), not the tanh approximation."""
     return 0.5 * x * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
 
 
@@ -51,12 +57,13 @@ def encoder_layer(x, p: LayerParams, mask, eps: float, head_gates=None):
     return x, att
 
 
-@torch.inference_mode()
 def encode(p: BertParams, input_ids, token_type_ids, eps: float, mask=None,
            head_gates=None) -> EncoderOutput:
-    """The whole encoder on input_ids, token_type_ids (..., n) (int64 tensors); mask None or a
-    boolean tensor broadcastable to (..., n, n), True = may attend; head_gates None or
-    (n_layers, n_heads) / (n_layers, ..., n_heads), as in np_bert.encode."""
+    """The whole encoder on input_ids, token_type_ids (..., n) (integers; int64 tensors in
+    torch); mask None or boolean, broadcastable to (..., n, n), True = may attend (a padding
+    mask for a batch); head_gates None or (n_layers, n_heads) / (n_layers, ..., n_heads): layer
+    l's gates go to its attention (see multi_head_attention). Differentiable in torch too: gates
+    with requires_grad=True give dL/dxi by autograd (wrap a call in torch.no_grad() to skip it)."""
     check_head_gates(head_gates, len(p.layers), p.layers[0].attention.n_heads,
                      tuple(input_ids.shape[:-1]))
     x = embed(p, input_ids, token_type_ids, eps)  # (..., n, d_model)

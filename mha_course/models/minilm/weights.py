@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from safetensors.numpy import load_file
 
-from mha_course.np_attention import MHAParams
+from mha_course.params import MHAParams
 
 __all__ = ["BertConfig", "LayerParams", "BertParams", "model_path", "load_config", "load_params",
            "per_head_attention"]
