@@ -11,10 +11,11 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_params, torch_params
+
 from mha_course import np_attention as npa
 from mha_course import torch_attention as tta
+from mha_course.params import check_head_gates
 
 
 # --------------------------------------------------------------------------- backends
@@ -87,16 +88,20 @@ COMMON_CASES = {
         lambda B: _sdpa(B, rnd(2, 3, 5), rnd(2, 4, 5), rnd(2, 4, 8), np.ones((5, 7), bool)),
         ValueError, (5, 7, 3, 4)),
     "sdpa float mask": (
-        lambda B: _sdpa(B, rnd(3, 5), rnd(4, 5), rnd(4, 6), np.ones((3, 4))), TypeError, BOOL_AND_FLOAT),
+        lambda B: _sdpa(B, rnd(3, 5), rnd(4, 5), rnd(4, 6), np.ones((3, 4))),
+        TypeError, BOOL_AND_FLOAT),
     "sdpa int mask": (
         lambda B: _sdpa(B, rnd(3, 5), rnd(4, 5), rnd(4, 6), np.ones((3, 4), np.int64)),
         TypeError, ("bool", INT)),
     "sdpa NaN in Q": (
-        lambda B: _sdpa(B, with_value(rnd(3, 5), np.nan), rnd(4, 5), rnd(4, 6)), ValueError, (NAN,)),
+        lambda B: _sdpa(B, with_value(rnd(3, 5), np.nan), rnd(4, 5), rnd(4, 6)),
+        ValueError, (NAN,)),
     "sdpa inf in K": (
-        lambda B: _sdpa(B, rnd(3, 5), with_value(rnd(4, 5), np.inf), rnd(4, 6)), ValueError, (INF,)),
+        lambda B: _sdpa(B, rnd(3, 5), with_value(rnd(4, 5), np.inf), rnd(4, 6)),
+        ValueError, (INF,)),
     "sdpa -inf in V": (
-        lambda B: _sdpa(B, rnd(3, 5), rnd(4, 5), with_value(rnd(4, 6), -np.inf)), ValueError, (INF,)),
+        lambda B: _sdpa(B, rnd(3, 5), rnd(4, 5), with_value(rnd(4, 6), -np.inf)),
+        ValueError, (INF,)),
     "sdpa integer Q": (
         lambda B: _sdpa(B, np.ones((3, 5), np.int64), rnd(4, 5), rnd(4, 6)), TypeError, (INT,)),
     "sdpa 1-D Q": (
@@ -117,7 +122,8 @@ COMMON_CASES = {
         lambda B: _mha(B, rnd(2, 3, 5), rnd(2, 4, 8), fn="multi_head_attention_loop"),
         ValueError, (5, 8)),
     "mha mask does not broadcast": (
-        lambda B: _mha(B, rnd(2, 3, 8), rnd(2, 4, 8), np.ones((5, 7), bool)), ValueError, (5, 7, 3, 4)),
+        lambda B: _mha(B, rnd(2, 3, 8), rnd(2, 4, 8), np.ones((5, 7), bool)),
+        ValueError, (5, 7, 3, 4)),
     "mha float mask": (
         lambda B: _mha(B, rnd(2, 3, 8), rnd(2, 4, 8), np.ones((3, 4))), TypeError, BOOL_AND_FLOAT),
     "mha NaN in X_q": (
@@ -128,13 +134,19 @@ COMMON_CASES = {
         lambda B: _mha(B, np.ones((2, 3, 8), np.int64), rnd(2, 4, 8)), TypeError, (INT,)),
     "mha 1-D X_q": (
         lambda B: _mha(B, rnd(8), rnd(4, 8)), ValueError, (RANK1_X,)),
+    # ---- init_params, masks
+    "init_params n_heads does not divide d_model": (
+        lambda B: B.mod.init_params(10, 3), ValueError, (10, 3)),
+    "causal_mask negative length": (
+        lambda B: B.mod.causal_mask(-2), ValueError, ("causal_mask", "non-negative", -2)),
+    "padding_mask length beyond n": (
+        lambda B: B.mod.padding_mask([2, 7], 5), ValueError, (r"\[0, n=5\]", 7)),
 }
 
 NUMPY_ONLY_CASES = {
-    "init_params n_heads does not divide d_model": (
-        lambda B: npa.init_params(10, 3), ValueError, (10, 3)),
     "sdpa_backward d_k of Q vs K": (
-        lambda B: npa.scaled_dot_product_attention_backward(rnd(3, 6), rnd(3, 7), rnd(4, 5), rnd(4, 6)),
+        lambda B: npa.scaled_dot_product_attention_backward(
+            rnd(3, 6), rnd(3, 7), rnd(4, 5), rnd(4, 6)),
         ValueError, (7, 5)),
     "mha_backward X_q d_model vs W_Q": (
         lambda B: npa.multi_head_attention_backward(rnd(2, 3, 8), rnd(2, 3, 5), rnd(2, 4, 8), P8),
@@ -149,7 +161,8 @@ TORCH_ONLY_CASES = {
     "MultiHeadAttention n_heads does not divide d_model": (
         lambda B: tta.MultiHeadAttention(10, 3), ValueError, (10, 3)),
     "MultiHeadAttention.forward d_model": (
-        lambda B: tta.MultiHeadAttention.from_params(P8, dtype=torch.float64)(torch.zeros(2, 3, 5, dtype=torch.float64)),
+        lambda B: tta.MultiHeadAttention.from_params(P8, dtype=torch.float64)(
+            torch.zeros(2, 3, 5, dtype=torch.float64)),
         ValueError, (5, 8)),
     "MultiHeadAttention.forward float mask": (
         lambda B: tta.MultiHeadAttention.from_params(P8, dtype=torch.float64)(
@@ -193,10 +206,40 @@ def test_valid_inputs_do_not_raise():
     tta.softmax(torch.from_numpy(x))
     mask = np.ones((3, 4), bool)
     npa.scaled_dot_product_attention(rnd(2, 3, 5), rnd(2, 4, 5), rnd(2, 4, 6), mask)
-    tta.scaled_dot_product_attention(*(torch.from_numpy(a) for a in (rnd(3, 5), rnd(4, 5), rnd(4, 6))),
-                                     torch.from_numpy(mask))
+    Q, K, V = (torch.from_numpy(a) for a in (rnd(3, 5), rnd(4, 5), rnd(4, 6)))
+    tta.scaled_dot_product_attention(Q, K, V, torch.from_numpy(mask))
     p32 = random_params(8, 2, seed=1, dtype=np.float32)
     npa.multi_head_attention(rnd(3, 8, dtype=np.float32), rnd(4, 8, dtype=np.float32), p32, mask)
+
+
+# --------------------------------------------------------------------------- the gate check
+@pytest.mark.parametrize("shape, n_layers, batch", [
+    ((4,), None, (3,)), ((3, 4), None, (3,)), ((1, 4), None, (2, 3)), ((2, 1, 4), None, (2, 3)),
+    ((4,), None, None), ((5, 6, 4), None, None), ((4,), None, ()),
+    ((2, 4), 2, (3,)), ((2, 3, 4), 2, (3,)), ((2, 7, 4), 2, None), ((2, 4), 2, ()),
+])
+def test_check_head_gates_accepts(shape, n_layers, batch):
+    for gates in (np.ones(shape), torch.ones(shape, requires_grad=True), np.ones(shape).tolist()):
+        assert check_head_gates(gates, n_layers, 4, batch) is None
+    assert check_head_gates(None, n_layers, 4, batch) is None
+
+
+@pytest.mark.parametrize("shape, n_layers, batch, tokens", [
+    ((5,), None, (3,), (r"\(n_heads,\) = \(4,\)", r"\(\.\.\., n_heads\) = \(3, 4\)",
+                        r"got shape \(5\)")),
+    ((2, 4), None, (3,), (r"\(3, 4\)", r"got shape \(2, 4\)")),
+    ((1, 3, 4), None, (3,), (r"got shape \(1, 3, 4\)",)),  # no dimension added in front
+    ((), None, None, (r"\(n_heads,\) = \(4,\)", r"got shape \(\)")),
+    ((3, 4), None, (), (r"must have shape \(n_heads,\) = \(4,\); got shape \(3, 4\)",)),
+    ((4,), 2, None, (r"\(n_layers, n_heads\) = \(2, 4\)", r"\(n_layers, \.\.\., n_heads\)")),
+    ((3, 4), 2, (3,), (r"\(n_layers, \.\.\., n_heads\) = \(2, 3, 4\)", r"got shape \(3, 4\)")),
+    ((2, 5), 2, None, (r"= \(2, 4\)", r"got shape \(2, 5\)")),
+    ((2, 3, 4), 2, (), (r"must have shape \(n_layers, n_heads\) = \(2, 4\); got shape",)),
+])
+def test_check_head_gates_refuses_with_the_shapes(shape, n_layers, batch, tokens):
+    for gates in (np.ones(shape), torch.ones(shape)):
+        with pytest.raises(ValueError, match=names("head_gates must have shape", *tokens)):
+            check_head_gates(gates, n_layers, 4, batch)
 
 
 # --------------------------------------------------------------------------- extreme logits
@@ -250,5 +293,6 @@ def test_torch_softmax_extreme_logits(dtype):
         y = tta.softmax(x)
     assert y.dtype == dtype
     assert torch.all(torch.isfinite(y))
-    tol = SUM_TOL[{torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}[dtype]]
+    as_numpy = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+    tol = SUM_TOL[as_numpy[dtype]]
     np.testing.assert_allclose(y.double().numpy(), EXPECTED, rtol=0, atol=tol)
