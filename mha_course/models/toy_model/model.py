@@ -36,10 +36,12 @@ import torch
 from torch import nn
 
 from mha_course.models import toy_language as lang
+from mha_course.models.cache import Cache, zero_padding
 from mha_course.models.toy_model.config import ToyConfig
+from mha_course.params import check_head_gates
 from mha_course.torch_attention import MultiHeadAttention, padding_mask
 
-__all__ = ["ToyOutput", "ToyTransformer", "Block"]
+__all__ = ["ToyOutput", "ToyTransformer", "Block", "BlockOutput"]
 
 
 class ToyOutput(NamedTuple):
@@ -47,6 +49,17 @@ class ToyOutput(NamedTuple):
     weights: torch.Tensor  # (n_layers, batch, n_heads, n, n)
     heads: torch.Tensor  # (n_layers, batch, n_heads, n, d_v), each head's output Z_i
     final: torch.Tensor  # (batch, n, d_model), LN of the last residual stream
+    attn_in: torch.Tensor  # (n_layers, batch, n, d_model), what each attention layer read
+    attn_out: torch.Tensor  # (n_layers, batch, n, d_model), what it added (gates applied)
+    residual: torch.Tensor  # (n_layers + 1, batch, n, d_model): embeddings, each block's output
+
+
+class BlockOutput(NamedTuple):
+    x: torch.Tensor  # (batch, n, d_model): the residual stream after the block
+    weights: torch.Tensor  # (batch, n_heads, n, n)
+    heads: torch.Tensor  # (batch, n_heads, n, d_v): Z_i, before the gates
+    attn_in: torch.Tensor  # (batch, n, d_model): the attention's input (x; LN(x) if pre-LN)
+    attn_out: torch.Tensor  # (batch, n, d_model): Concat(xi_i Z_i) W^O + b^O
 
 
 class Block(nn.Module):
@@ -63,21 +76,24 @@ class Block(nn.Module):
                                  nn.Linear(config.d_ff, config.d_model))
         self.post_ln = config.post_ln
 
-    def forward(self, x, mask, head_gates=None):
-        """head_gates: None, or xi (n_heads,) / (batch, n_heads) scaling each Z_i before W^O."""
+    def forward(self, x, mask, head_gates=None) -> BlockOutput:
+        """x (batch, n, d_model) -> BlockOutput: the new stream, the attention weights and Z_i,
+        and the attention layer's input and output. head_gates: None, or xi (n_heads,) /
+        (batch, n_heads) scaling each Z_i before W^O."""
+        attn_in = self.ln_attn(x) if not self.post_ln else x  # (batch, n, d_model)
+        a = self.attn(attn_in, mask=mask, head_gates=head_gates)  # out (batch, n, d_model)
         if self.post_ln:
-            a = self.attn(x, mask=mask, head_gates=head_gates)  # out (batch, n, d_model)
             x = self.ln_attn(x + a.out)
             x = self.ln_ffn(x + self.ffn(x))
         else:
-            a = self.attn(self.ln_attn(x), mask=mask, head_gates=head_gates)  # out (batch, n, d_model)
             x = x + a.out
             x = x + self.ffn(self.ln_ffn(x))
-        return x, a.weights, a.heads
+        return BlockOutput(x, a.weights, a.heads, attn_in, a.out)
 
 
 class ToyTransformer(nn.Module):
-    """Token + learned position embeddings, n_layers post-LN (or pre-LN) blocks, tied output embedding."""
+    """Token + learned position embeddings, n_layers post-LN (or pre-LN) blocks, tied output
+    embedding. `forward` for training (tensors), `run` for analysis (a `Cache` of arrays)."""
 
     def __init__(self, config: ToyConfig):
         super().__init__()
@@ -104,21 +120,67 @@ class ToyTransformer(nn.Module):
         if n > self.config.max_len:
             raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
         gate_shape = None if head_gates is None else tuple(np.shape(head_gates))
-        if gate_shape is not None and (len(gate_shape) < 2 or gate_shape[0] != self.config.n_layers):
+        n_layers = self.config.n_layers
+        if gate_shape is not None and (len(gate_shape) < 2 or gate_shape[0] != n_layers):
             raise ValueError(f"head_gates must be (n_layers, n_heads) = ({self.config.n_layers}, "
                              f"{self.config.n_heads}) or (n_layers, batch, n_heads); got shape "
                              f"{gate_shape}")
-        x = self.tok_emb(ids) + self.pos_emb(torch.arange(n, device=ids.device))  # (batch, n, d_model)
-        mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)  # (batch, 1, n)
-        weights, heads = [], []
+        positions = torch.arange(n, device=ids.device)  # (n,)
+        x = self.tok_emb(ids) + self.pos_emb(positions)  # (batch, n, d_model)
+        mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)
+        # mask: (batch, 1, n), True = a real key
+        outs = []
+        residual = [x]
         for layer, block in enumerate(self.blocks):
-            gates = None if head_gates is None else head_gates[layer]  # (n_heads,) or (batch, n_heads)
-            x, A, Z = block(x, mask, gates)  # A (batch, n_heads, n, n), Z (batch, n_heads, n, d_v)
-            weights.append(A)
-            heads.append(Z)
+            gates = None if head_gates is None else head_gates[layer]  # (n_heads,) or (batch, h)
+            outs.append(block(x, mask, gates))
+            x = outs[-1].x  # (batch, n, d_model)
+            residual.append(x)
         final = self.ln_out(x)  # (batch, n, d_model)
         logits = final @ self.tok_emb.weight.T  # (batch, n, vocab_size)
-        return ToyOutput(logits, torch.stack(weights), torch.stack(heads), final)
+        per_layer = {name: torch.stack([getattr(o, name) for o in outs])  # (n_layers, batch, ...)
+                     for name in ("weights", "heads", "attn_in", "attn_out")}
+        return ToyOutput(logits, per_layer["weights"], per_layer["heads"], final,
+                         per_layer["attn_in"], per_layer["attn_out"], torch.stack(residual))
+
+    @torch.no_grad()
+    def run(self, inputs, head_gates=None, batch_size: int = 256) -> Cache:
+        """The model on one or many sequences -> `Cache` (NumPy float32; see models/cache.py).
+
+        inputs: a text ("the dog barks ." goes through `toy_language.tokenize`), a list of texts,
+        a `toy_language.Sentence`, a list of Sentences, or a list of token lists (each with
+        [CLS] and [SEP]). head_gates: None (all 1), (n_layers, n_heads) or
+        (n_layers, batch, n_heads), as in `forward`. Runs in eval mode, `batch_size` sequences
+        per forward pass, padded to the longest sequence.
+        """
+        token_lists, sources = _token_lists(inputs)
+        batch = len(token_lists)
+        check_head_gates(head_gates, self.config.n_layers, self.config.n_heads, (batch,))
+        gates = None if head_gates is None else torch.as_tensor(np.asarray(head_gates),
+                                                                dtype=torch.float32)
+        lengths = np.array([len(t) for t in token_lists])  # (batch,)
+        ids = np.zeros((batch, lengths.max()), dtype=np.int64)  # (batch, n), 0 = [PAD]
+        for b, tokens in enumerate(token_lists):
+            ids[b, :lengths[b]] = lang.encode(tokens)
+        names = ("weights", "heads", "attn_in", "attn_out", "residual")
+        parts = {name: [] for name in names}
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, batch, batch_size):
+                rows = slice(start, start + batch_size)
+                g = gates if gates is None or gates.ndim == 2 else gates[:, rows]
+                out = self(torch.from_numpy(ids[rows]), torch.from_numpy(lengths[rows]), g)
+                for name in names:
+                    parts[name].append(getattr(out, name).numpy())  # (n_layers(+1), chunk, ...)
+        finally:
+            self.train(was_training)
+        arrays = {name: np.concatenate(parts[name], axis=1) for name in names}  # batch: axis 1
+        arrays = zero_padding({"attention": arrays.pop("weights"), "z": arrays.pop("heads"),
+                               **arrays}, lengths)
+        return Cache(tokens=[list(t) for t in token_lists], lengths=lengths,
+                     head_gates=None if head_gates is None else np.asarray(head_gates),
+                     inputs=sources, **arrays)
 
     @torch.no_grad()
     def attention(self, sentence) -> np.ndarray:
@@ -138,3 +200,29 @@ class ToyTransformer(nn.Module):
             W = self(torch.from_numpy(ids), torch.from_numpy(lengths)).weights.numpy()
             out += [W[:, b, :, :n, :n] for b, n in enumerate(lengths)]
         return out
+
+
+def _token_lists(inputs) -> tuple[list[list[str]], list]:
+    """(token lists, what each came from) for `ToyTransformer.run`'s inputs."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    elif hasattr(inputs, "tokens"):  # one Sentence
+        inputs = [inputs]
+    if not isinstance(inputs, (list, tuple)) or len(inputs) == 0:
+        raise TypeError("inputs must be a text, a Sentence, or a non-empty list of texts, "
+                        f"Sentences or token lists; got {type(inputs).__name__}")
+    if all(isinstance(x, str) for x in inputs) and inputs[0] == lang.CLS:
+        raise TypeError(f"inputs look like one token list ({inputs[:3]}...): pass a list of "
+                        "token lists, run([tokens])")
+    token_lists = []
+    for k, x in enumerate(inputs):
+        if isinstance(x, str):
+            token_lists.append(lang.tokenize(x))
+        elif hasattr(x, "tokens"):
+            token_lists.append(list(x.tokens))
+        elif isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
+            token_lists.append(list(x))
+        else:
+            raise TypeError(f"inputs[{k}] must be a text, a Sentence or a non-empty token list; "
+                            f"got {type(x).__name__}")
+    return token_lists, list(inputs)
