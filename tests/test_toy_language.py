@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict, replace
+
 import numpy as np
 import pytest
 
-from mha_course.models import toy_language as lang
 from mha_course.analysis.heads import fixed_offset_baseline
+from mha_course.models import toy_language as lang
 
 LEX = lang.LEXICON
 
@@ -17,8 +21,65 @@ def corpus():
 
 
 def test_deterministic_for_a_seed():
-    assert [s.tokens for s in lang.generate(20, seed=1)] == [s.tokens for s in lang.generate(20, seed=1)]
-    assert [s.tokens for s in lang.generate(20, seed=1)] != [s.tokens for s in lang.generate(20, seed=2)]
+    assert [s.tokens for s in lang.generate(20, seed=1)] == [s.tokens
+                                                             for s in lang.generate(20, seed=1)]
+    assert [s.tokens for s in lang.generate(20, seed=1)] != [s.tokens
+                                                             for s in lang.generate(20, seed=2)]
+
+
+def _fingerprint(sentences) -> str:
+    digest = hashlib.sha256()
+    for s in sentences:
+        digest.update(json.dumps([s.tokens, s.pos, s.head, s.rel, s.coref, s.repeat_of,
+                                  s.is_delimiter, s.is_rare, s.rare_context, s.sentence_type,
+                                  s.world]).encode())
+    return digest.hexdigest()
+
+
+# sha256 of generate(200, seed) computed from the single-module toy_language.py (commit eb4efe8),
+# before its grammar switches became the `Grammar` dataclass: the default Grammar must keep every
+# sentence, and so the shipped checkpoint's training data, bit for bit.
+_FINGERPRINTS = {0: "9047f2dd81685422f4262a50241e7fab01a7e60cffd67d80a40a6b33aa1c9444",
+                 7: "b60da29f7b85ab5eaf03d8fa1e1a3078a0812672ec5a8f6df7cb386c8e17a5fd"}
+
+
+@pytest.mark.parametrize("seed", sorted(_FINGERPRINTS))
+def test_default_grammar_generates_the_same_sentences_as_before(seed):
+    assert _fingerprint(lang.generate(200, seed=seed)) == _FINGERPRINTS[seed]
+    assert _fingerprint(lang.generate(200, seed, grammar=lang.Grammar())) == _FINGERPRINTS[seed]
+
+
+def test_grammar_switches_change_what_is_generated():
+    no_repeats = lang.generate(300, seed=3, grammar=lang.Grammar(repeat_prob=0.0))
+    assert not any(r >= 0 for s in no_repeats for r in s.repeat_of)
+    name_subjects = lang.generate(300, seed=3, grammar=lang.Grammar(subject_name_prob=1.0,
+                                                                    subject_singular=1.0))
+    assert all(s.pos[1] == "NAME" for s in name_subjects)  # the subject follows [CLS]
+    in_modifier = lang.generate(300, seed=3, grammar=lang.Grammar(name_in_modifier=True))
+    for s in in_modifier:  # "SUBJECT that VERB NAME VERB" or "SUBJECT PREP NAME VERB"
+        verbs = [i for i, r in enumerate(s.rel) if r == "nsubj"]
+        first_verb = verbs[1] if s.pos[verbs[0] - 1] == "REL" else verbs[0]
+        if first_verb > s.head[first_verb] + 1:  # the subject has a modifier
+            assert "NAME" in s.pos[s.head[first_verb] + 1:first_verb]
+    questions = lang.generate(100, seed=3, grammar=lang.Grammar(closer_probs=(0.0, 1.0, 0.0)))
+    assert {s.sentence_type for s in questions} == {"?"}
+
+
+@pytest.mark.parametrize("change, match", [({"repeat_prob": 1.5}, "repeat_prob"),
+                                           ({"closer_probs": (0.5, 0.5, 0.5)}, "sum to 1"),
+                                           ({"modifier_probs": (0.5, 0.5)}, "modifier_probs")])
+def test_grammar_refuses_what_is_not_a_probability(change, match):
+    with pytest.raises(ValueError, match=match):
+        lang.Grammar(**change)
+    with pytest.raises(TypeError, match="Grammar"):
+        lang.generate(2, seed=0, grammar={"repeat_prob": 0.3})
+
+
+def test_grammar_survives_a_json_round_trip():
+    grammar = replace(lang.Grammar(), repeat_prob=0.25, closer_probs=(0.5, 0.25, 0.25))
+    assert lang.Grammar.from_dict(json.loads(json.dumps(asdict(grammar)))) == grammar
+    with pytest.raises(ValueError, match="shout_span"):
+        lang.Grammar.from_dict({"shout_span": "first_half"})
 
 
 def test_annotations_are_aligned_with_tokens(corpus):
@@ -89,7 +150,8 @@ def test_register_follows_the_closing_delimiter(corpus):
     # all three registers occur, and a question looks like one
     assert {s.sentence_type for s in corpus} == set(lang.CLOSERS)
     question = next(s for s in corpus if s.sentence_type == "?")
-    assert all(t[0].isupper() for t, p in zip(question.tokens, question.pos) if p not in ("SPECIAL", "PUNCT"))
+    assert all(t[0].isupper() for t, p in zip(question.tokens, question.pos)
+               if p not in ("SPECIAL", "PUNCT"))
 
 
 def test_every_content_word_and_name_belongs_to_the_sentence_world(corpus):
@@ -127,7 +189,7 @@ def test_rare_words_have_zipfian_frequencies():
     freq = np.sort(np.array(list(counts.values())))[::-1]
     ranks = np.arange(1, len(freq) + 1)
     tail = slice(20, 150)  # Zipf-Mandelbrot: a power law away from the head of the list
-    slope = np.polyfit(np.log(ranks[tail] + lang._NAME_RANK_SHIFT), np.log(freq[tail]), 1)[0]
+    slope = np.polyfit(np.log(ranks[tail] + lang.NAME_RANK_SHIFT), np.log(freq[tail]), 1)[0]
     assert -1.4 < slope < -0.6
     assert freq.max() < min(common.values()), "every name is rarer than every common noun"
     # about one rare word among the ~13 words of a sentence
@@ -213,7 +275,8 @@ def test_every_word_has_one_form_per_case():
     forms = {}
     for token, w in LEX.items():
         if w.pos not in ("NAME", "SPECIAL", "PUNCT"):
-            forms.setdefault((w.pos, w.concept, w.number, w.gender, w.world, w.verb_form), set()).add(w.case)
+            key = (w.pos, w.concept, w.number, w.gender, w.world, w.verb_form)
+            forms.setdefault(key, set()).add(w.case)
     assert forms and all(cases == set(lang.CASES) for cases in forms.values())
     assert LEX["Does-Chase"].case == "title" and LEX["DOES-CHASE"].case == "upper"
 
@@ -233,7 +296,10 @@ def test_sentence_case_flips_reach_both_other_cases(corpus):
 
 
 def test_tokenize_writes_words_in_the_closers_case():
-    assert lang.tokenize("The quick brown fox jumps over the lazy dog.")[1:4] == ["the", "quick", "brown"]
-    assert lang.tokenize("does-chase my fox Balo?") == ["[CLS]", "Does-Chase", "My", "Fox", "Balo", "?", "[SEP]"]
+    assert lang.tokenize("The quick brown fox jumps over the lazy dog.")[1:4] == ["the", "quick",
+                                                                                 "brown"]
+    assert lang.tokenize("does-chase my fox Balo?") == ["[CLS]", "Does-Chase", "My", "Fox", "Balo",
+                                                        "?", "[SEP]"]
     assert lang.tokenize("The fox RUNS!") == ["[CLS]", "THE", "FOX", "RUNS", "!", "[SEP]"]
-    assert lang.tokenize("the fox runs") == ["[CLS]", "the", "fox", "runs", "[SEP]"]  # no closer: '.'
+    # no closer: written as a statement ('.')
+    assert lang.tokenize("the fox runs") == ["[CLS]", "the", "fox", "runs", "[SEP]"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mha_course.models import toy_language, toy_model
 from mha_course.analysis import heads
+from mha_course.models import toy_language, toy_model
 
 
 def test_tokenize_the_running_example():
     assert toy_language.tokenize("The quick brown fox jumps over the lazy dog.") == [
-        "[CLS]", "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", ".", "[SEP]"]
+        "[CLS]", "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", ".",
+        "[SEP]"]
     # a question is written in Title Case, whatever was typed
     assert toy_language.tokenize("[CLS] the fox runs ? [SEP]")[-3:] == ["Runs", "?", "[SEP]"]
 

@@ -24,7 +24,8 @@ def save(model: ToyTransformer, out_dir, report: dict | None = None) -> Path:
     `experiments.toy_training.heads_json`) heads.json to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out / "model.safetensors"))
     (out / "config.json").write_text(json.dumps(asdict(model.config), indent=2))
     if report is not None:
         (out / "heads.json").write_text(json.dumps(report, indent=1))
@@ -32,10 +33,13 @@ def save(model: ToyTransformer, out_dir, report: dict | None = None) -> Path:
 
 
 def load(path=None) -> ToyTransformer:
-    """A trained model from a folder written by `save` (None: the checkpoint shipped in the package)."""
+    """A trained model from a folder written by `save` (None: the checkpoint shipped in the
+    package). A config.json written before a field existed loads with that field's old meaning:
+    pre-LN blocks without `post_ln`, the default `Grammar` without `grammar`."""
     path = checkpoint_dir(path)
     settings = json.loads((path / "config.json").read_text())
     settings.setdefault("post_ln", False)  # checkpoints written before post_ln existed are pre-LN
+    settings["grammar"] = lang.Grammar.from_dict(settings.get("grammar", {}))
     config = ToyConfig(**settings)
     model = ToyTransformer(config)
     model.load_state_dict(load_file(str(path / "model.safetensors")))

@@ -21,7 +21,9 @@ from mha_course.models import toy_language as lang
 from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
 
-__all__ = ["train", "evaluate", "held_out_sentences", "accuracy_snapshot"]
+__all__ = ["train", "evaluate", "held_out_sentences", "accuracy_snapshot", "HELD_OUT_SEED"]
+
+HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
 
 
 def _lr_at(step: int, config: ToyConfig) -> float:
@@ -36,7 +38,7 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
     """Cross-entropy of the clean token at every word position (plus, optionally, of the clean
     token to its left, read out through `neighbour_out`)."""
     out = model(inputs, lengths)
-    ignore = -100  # positions outside the mask (cheaper than indexing the logits with a boolean mask)
+    ignore = -100  # positions outside the mask (cheaper than indexing logits with a boolean mask)
     loss = F.cross_entropy(out.logits.flatten(0, 1),  # (batch * n, vocab_size)
                            targets.masked_fill(~loss_mask, ignore).flatten(), ignore_index=ignore)
     weight = model.config.neighbour_loss
@@ -44,7 +46,8 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
         at = loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
         left_targets = targets[:, :-1]  # (batch, n-1)
         if model.config.neighbour_target in ("token", "lemma"):
-            left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
+            left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T
+            # left: (batch, n-1, vocab_size)
             if model.config.neighbour_target == "lemma":  # a neighbour's number is not asked for
                 left_targets = _LEMMA_IDS[left_targets]
         else:  # only its part of speech: a neighbour's number cannot ride along to a verb
@@ -58,9 +61,10 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
         closer = _CLOSER_INDEX[targets[rows, lengths - 2]]  # (batch,) the token before [SEP]
         per_word = closer[:, None].expand_as(targets)  # (batch, n)
         logits = model.closer_out(out.final)  # (batch, n, n_closers)
-        # boolean indexing here (3 classes: cheap) keeps the sums of the session-4 sweep, so the
-        # shipped checkpoint and research/toy_lab_log.md's table reproduce bit for bit
-        loss = loss + model.config.closer_loss * F.cross_entropy(logits[loss_mask], per_word[loss_mask])
+        # boolean indexing here (3 classes: cheap) keeps the float sums with which the shipped
+        # checkpoint and the tables of docs/design/toy_language.md were trained, bit for bit
+        loss = loss + model.config.closer_loss * F.cross_entropy(logits[loss_mask],
+                                                                 per_word[loss_mask])
     return loss
 
 
@@ -85,8 +89,9 @@ def evaluate(model: ToyTransformer, sentences, seed: int = 0) -> dict:
 
 
 def held_out_sentences(config: ToyConfig, seed: int = 0) -> list:
-    """The clean held-out sentences a training run with `seed` measures itself on."""
-    return lang.generate(config.n_eval_sentences, seed=10_000 + seed)
+    """The clean held-out sentences a training run with `seed` measures itself on (drawn from
+    the run's grammar, `config.grammar`)."""
+    return lang.generate(config.n_eval_sentences, seed=HELD_OUT_SEED + seed, grammar=config.grammar)
 
 
 def accuracy_snapshot(model: ToyTransformer, sentences, steps: int, seconds: float) -> dict:
@@ -121,7 +126,7 @@ def train(config: ToyConfig | None = None, seed: int = 0, seconds: float | None 
 
 def _train(config, seed, seconds, progress, log_every, snapshot, start):
     rng = np.random.default_rng(seed)
-    pool = lang.generate(config.n_train_sentences, seed=seed)
+    pool = lang.generate(config.n_train_sentences, seed=seed, grammar=config.grammar)
     held_out = held_out_sentences(config, seed)
     model = ToyTransformer(config)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
