@@ -7,7 +7,6 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from conftest import (
     PARAM_NAMES,
     assert_close,
@@ -22,6 +21,7 @@ from conftest import (
     rel_error,
     torch_params,
 )
+
 from mha_course import np_attention as npa
 from mha_course import torch_attention as tta
 
@@ -105,7 +105,8 @@ def test_sdpa_backward_vs_autograd(batch, mask_kind):
     dZ = rng.standard_normal(batch + (n, d_v))
     dQ, dK, dV = npa.scaled_dot_product_attention_backward(dZ, Q, K, V, mask)
     Qt, Kt, Vt = (torch.tensor(a, requires_grad=True) for a in (Q, K, V))
-    Z, _ = tta.scaled_dot_product_attention(Qt, Kt, Vt, None if mask is None else torch.from_numpy(mask))
+    mask_t = None if mask is None else torch.from_numpy(mask)
+    Z, _ = tta.scaled_dot_product_attention(Qt, Kt, Vt, mask_t)
     Z.backward(torch.from_numpy(dZ))
     assert_close(dQ, Qt.grad, AUTOGRAD_TOL, "dQ")
     assert_close(dK, Kt.grad, AUTOGRAD_TOL, "dK")
@@ -114,7 +115,8 @@ def test_sdpa_backward_vs_autograd(batch, mask_kind):
 
 # --------------------------------------------------------------------------- MHA
 def _mha_numeric_grads(X_q, X_kv, params, mask, d_out):
-    arrs = {k: (None if v is None else np.array(v, dtype=np.float64)) for k, v in params_dict(params).items()}
+    arrs = {k: (None if v is None else np.array(v, dtype=np.float64))
+            for k, v in params_dict(params).items()}
     X_q, X_kv = X_q.copy(), X_kv.copy()
 
     def loss():
@@ -183,7 +185,8 @@ MHA_GRAD_MASK_CASES = [
     for shape in MHA_GRAD_CASES
     for kind in (None, "causal", "padding", "random")
     # causal needs n_q == n_k; the padding mask here is (2, 1, n_k), so exactly one batch dim of 2
-    if not (kind == "causal" and shape[1] != shape[2]) and not (kind == "padding" and shape[0] != (2,))
+    if not (kind == "causal" and shape[1] != shape[2])
+    and not (kind == "padding" and shape[0] != (2,))
 ]
 
 

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import (
     PARAM_NAMES,
     assert_close,
@@ -18,6 +17,7 @@ from conftest import (
     ref_sdpa,
     ref_softmax,
 )
+
 from mha_course import np_attention as npa
 
 TOL = 1e-12
@@ -367,7 +367,7 @@ def test_mha_self_attention_single_head_reduces_to_sdpa():
     rng = np.random.default_rng(14)
     d = 4
     eye = np.eye(d)[None]
-    p = npa.MHAParams(W_Q=eye, W_K=eye, W_V=eye, W_O=np.eye(d), b_Q=None, b_K=None, b_V=None, b_O=None)
+    p = npa.MHAParams(W_Q=eye, W_K=eye, W_V=eye, W_O=np.eye(d))  # no biases
     X = rng.standard_normal((3, d))
     res = npa.multi_head_attention(X, X, p)
     Zr, Ar = ref_sdpa(X, X, X)

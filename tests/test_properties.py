@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from conftest import assert_close, random_params, ref_mha, torch_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import assert_close, random_params, ref_mha, torch_params
 from mha_course import np_attention as npa
 from mha_course import torch_attention as tta
 

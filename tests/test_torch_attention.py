@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import (
     PARAM_NAMES,
     assert_close,
@@ -20,6 +19,7 @@ from conftest import (
     to_numpy,
     torch_params,
 )
+
 from mha_course import np_attention as npa
 from mha_course import torch_attention as tta
 
@@ -52,7 +52,7 @@ def make_mask(kind, batch, n_q, n_k, rng):
     raise AssertionError(kind)
 
 
-# --------------------------------------------------------------------------- NumPy vs torch, float64
+# ------------------------------------------------------------------- NumPy vs torch, float64
 def test_softmax_numpy_vs_torch():
     x = np.random.default_rng(0).standard_normal((3, 4, 5)) * 4
     x[0, 0, 1] = -np.inf
@@ -152,20 +152,17 @@ def test_module_parameters_layout():
     names = {n for n, _ in m.named_parameters()}
     assert names == {"W_Q", "W_K", "W_V", "W_O"}
     assert m.b_Q is None and m.b_K is None and m.b_V is None and m.b_O is None
-    assert tuple(m.W_Q.shape) == (3, 12, 4) and tuple(m.W_V.shape) == (3, 12, 4)
-    assert tuple(m.W_O.shape) == (12, 12)
+    shapes = [tuple(w.shape) for w in (m.W_Q, m.W_V, m.W_O)]
+    assert shapes == [(3, 12, 4), (3, 12, 4), (12, 12)]
     assert all(isinstance(getattr(m, n), torch.nn.Parameter) for n in names)
     assert m.W_Q.dtype == torch.float64
 
     mb = tta.MultiHeadAttention(12, 3, d_k=5, d_v=7, bias=True)
     names = {n for n, _ in mb.named_parameters()}
     assert names == set(PARAM_NAMES)
-    assert tuple(mb.W_Q.shape) == (3, 12, 5) and tuple(mb.W_K.shape) == (3, 12, 5)
-    assert tuple(mb.W_V.shape) == (3, 12, 7) and tuple(mb.W_O.shape) == (21, 12)
-    assert tuple(mb.b_Q.shape) == (3, 5) and tuple(mb.b_V.shape) == (3, 7)
-    assert tuple(mb.b_O.shape) == (12,)
-    # the weights are initialised to something non-trivial
-    assert mb.W_Q.abs().max() > 0 and torch.all(torch.isfinite(mb.W_O))
+    shapes = [tuple(w.shape) for w in (mb.W_Q, mb.W_K, mb.W_V, mb.W_O, mb.b_Q, mb.b_V, mb.b_O)]
+    assert shapes == [(3, 12, 5), (3, 12, 5), (3, 12, 7), (21, 12), (3, 5), (3, 7), (12,)]
+    assert mb.W_Q.abs().max() > 0 and torch.all(torch.isfinite(mb.W_O))  # initialised
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -178,10 +175,8 @@ def test_module_forward_and_param_roundtrip(bias):
     assert isinstance(back, npa.MHAParams)
     for name in PARAM_NAMES:
         a, b = getattr(p, name), getattr(back, name)
-        if a is None:
-            assert b is None, name
-        else:
-            assert isinstance(b, np.ndarray), name
+        assert (a is None) == (b is None) and (a is None or isinstance(b, np.ndarray)), name
+        if a is not None:
             np.testing.assert_array_equal(b, a)
 
     X = rng.standard_normal((2, 4, 8))
@@ -211,7 +206,7 @@ def test_module_from_params_dtype_and_trainable():
     assert m.W_Q.grad is not None and m.b_O.grad is not None
 
 
-# --------------------------------------------------------------------------- vs torch.nn.MultiheadAttention
+# ------------------------------------------------------------------- vs nn.MultiheadAttention
 def _random_torch_mha(d_model, n_heads, bias, dtype, seed):
     m = torch.nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=dtype)
     rng = np.random.default_rng(seed)
@@ -343,7 +338,7 @@ def test_to_torch_mha_rejects_inexpressible(d_model, n_heads, d_k, d_v):
         tta.to_torch_mha(p)
 
 
-# --------------------------------------------------------------------------- vs F.scaled_dot_product_attention
+# ------------------------------------------------------------------- vs F.scaled_dot_product_att.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("batch", [(), (2,), (2, 3)])
 @pytest.mark.parametrize("mask_kind", [None, "causal", "random"])
