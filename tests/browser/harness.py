@@ -1,4 +1,5 @@
-"""The notebook driver of the browser tier (the servers and Chromium are in servers.py).
+"""The notebook driver of the browser tier (the servers and Chromium are in servers.py, the
+notebook files are read in notebook_files.py, the page's scripts are in page_scripts.py).
 
 Used by the tests in this folder and by `bench/browser.py`. Nothing here times anything for a
 verdict: waits have generous limits, and the measured latencies are only reported.
@@ -15,7 +16,6 @@ Failures raise `BrowserTierError` (an AssertionError) and leave screenshots in `
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 import time
@@ -23,6 +23,18 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from browser.notebook_files import (  # noqa: F401  (re-exported: the tests use harness.X)
+    NOTEBOOKS,
+    ROOT,
+    WIDGET_VIEW,
+    clean_copy,
+    has_widgets,
+    output_errors,
+    stored_slider_models,
+    widget_notebooks,
+    widget_view_outputs,
+)
+from browser.page_scripts import IMAGES_JS, PROMPTS_JS, VIEWS_JS
 from browser.servers import (  # noqa: F401  (re-exported: the tests use harness.X)
     ANNOUNCEMENTS,
     CHROMIUM_FLAGS,
@@ -34,151 +46,10 @@ from browser.servers import (  # noqa: F401  (re-exported: the tests use harness
     launch_chromium,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-# A notebook "has widgets" for this tier when it has something to interact with: its stored widget
-# state holds a control (a slider, a drop-down, an Image or Output that a control redraws...), or
-# its code imports the course's panels or ipywidgets (a new notebook whose outputs were never
-# stored), or it shows a widget view whose state was not stored. A notebook whose only widgets
-# are display-only (a tqdm progress bar: progress, HTML and box models) is left to nbval: driving
-# it in the browser would only run it a second time.
-_WIDGET_CODE = re.compile(
-    r"(?m)^\s*(?:import\s+ipywidgets\b|from\s+ipywidgets\b"
-    r"|from\s+mha_course\.viz\.(?:widgets|explorer)\s+import\b"
-    r"|from\s+mha_course\.viz\s+import\s+(?:\([^)]*|[^\n]*)"
-    r"\b(?:explore|scaling_explorer|head_explorer)\b)"
-)
-_DISPLAY_ONLY_MODEL = re.compile(r"(Layout|Style|Box|HTML|HTMLMath|Label|Progress)Model$")
-
-
-# --------------------------------------------------------------------------- notebooks
-def _cells(nb: dict) -> list[dict]:
-    return [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
-
-
-def _stored_models(nb: dict) -> list[str]:
-    state = nb.get("metadata", {}).get("widgets", {}).get(
-        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    return [str(m.get("model_name", "")) for m in state.values()]
-
-
-def has_widgets(path: Path) -> bool:
-    """Whether the notebook has widgets to drive in the browser (see _WIDGET_CODE above)."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    models = _stored_models(nb)
-    if any(not _DISPLAY_ONLY_MODEL.search(name) for name in models):
-        return True
-    for cell in _cells(nb):
-        if _WIDGET_CODE.search("".join(cell.get("source", ""))):
-            return True
-        if not models and any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", [])):
-            return True
-    return False
-
-
-def widget_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
-    """Every course notebook (NN_name.ipynb) that has widgets, in file-name order."""
-    return [p for p in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")) if has_widgets(p)]
-
-
-def stored_slider_models(path: Path) -> int:
-    """How many slider models the notebook's stored widget state holds (0 if none is stored)."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    return sum(1 for name in _stored_models(nb) if name.endswith("SliderModel"))
-
-
-def clean_copy(src: Path, dest: Path) -> None:
-    """`src` without outputs, execution counts or stored widget state, written to `dest`: what the
-    browser then shows can only come from this run."""
-    nb = json.loads(Path(src).read_text(encoding="utf-8"))
-    for cell in _cells(nb):
-        cell["outputs"] = []
-        cell["execution_count"] = None
-    nb.get("metadata", {}).pop("widgets", None)
-    dest.write_text(json.dumps(nb, indent=1), encoding="utf-8")
-
-
-def output_errors(nb: dict) -> list[str]:
-    """'cell N: Ename: value' for every error output, and every non-empty code cell not run."""
-    problems = []
-    for i, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                problems.append(f"cell {i}: {out.get('ename')}: {out.get('evalue')}")
-        if "".join(cell.get("source", "")).strip() and cell.get("execution_count") is None:
-            problems.append(f"cell {i}: not executed")
-    return problems
-
-
-def widget_view_outputs(nb: dict) -> list[list[int]]:
-    """[cell index, output index] of every widget-view output."""
-    return [[i, j] for i, c in enumerate(nb.get("cells", [])) if c.get("cell_type") == "code"
-            for j, o in enumerate(c.get("outputs", [])) if WIDGET_VIEW in o.get("data", {})]
 
 
 # --------------------------------------------------------------------------- the page side
-# Signatures of the images under a root element: decoded pixels, hashed, with their spread, so
-# "the figure changed" means the picture changed, not just the img element or its URL.
-_IMAGES_JS = """
-async (root, selector) => {
-  const out = [];
-  for (const img of root.querySelectorAll(selector)) {
-    try { await img.decode(); } catch (e) { out.push({error: String(e)}); continue; }
-    const w = img.naturalWidth, h = img.naturalHeight;
-    if (!w || !h) { out.push({error: 'empty image'}); continue; }
-    const c = document.createElement('canvas'); c.width = w; c.height = h;
-    const ctx = c.getContext('2d', {willReadFrequently: true});
-    ctx.drawImage(img, 0, 0);
-    const d = ctx.getImageData(0, 0, w, h).data;
-    let hash = 0x811c9dc5, s = 0, s2 = 0;
-    for (let i = 0; i < d.length; i++) { hash ^= d[i]; hash = Math.imul(hash, 16777619); }
-    for (let i = 0; i < d.length; i += 4) { const l = d[i] + d[i+1] + d[i+2]; s += l; s2 += l * l; }
-    const n = d.length / 4, mean = s / n;
-    const std = Math.sqrt(Math.max(0, s2 / n - mean * mean)) / 3;
-    out.push({w, h, hash: (hash >>> 0).toString(16), std});
-  }
-  return out;
-}
-"""
-
-# Find the outputs that the saved notebook says are widget views ([cell index, output index]),
-# mark them for later locators and say whether each is rendered as a widget. (JupyterLab's widget
-# renderer is a plain Panel: unlike other renderers it carries no data-mime-type attribute.)
-_VIEWS_JS = """
-(where) => {
-  const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];
-  return where.map(([c, o], k) => {
-    const cell = cells[c];
-    const child = cell && cell.querySelectorAll(
-        ':scope .jp-Cell-outputArea > .jp-OutputArea-child')[o];
-    const el = child && child.querySelector('.jp-OutputArea-output');
-    if (!el) return {k, cell: c, output: o, rendered: false, error: 'no such output in the page',
-                     sliders: 0, images: 0};
-    el.setAttribute('data-browser-test-view', String(k));
-    const text = (el.textContent || '').trim();
-    const failed = /Error displaying widget|Loading widget/.test(text);
-    return {
-      k, cell: c, output: o,
-      rendered: el.querySelector(':scope > .jupyter-widgets') !== null && !failed,
-      error: failed ? text.slice(0, 200) : null,
-      shown_as: el.dataset.mimeType || null,
-      sliders: el.querySelectorAll('.noUi-handle').length,
-      images: el.querySelectorAll('img').length,
-    };
-  });
-}
-"""
-
-_PROMPTS_JS = """
-() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
-        .map(e => e.textContent.trim())
-"""
-
 _SLIDER_JS = """
 (h) => {
   const target = h.closest('.noUi-target');
@@ -204,7 +75,7 @@ def kernel_idle(page) -> bool:
 
 def images(page, root_selector: str, img_selector: str = "img") -> list[dict]:
     """Each image under the root: {w, h, hash of its decoded pixels, std of its grey levels}."""
-    return page.eval_on_selector(root_selector, _IMAGES_JS, img_selector)
+    return page.eval_on_selector(root_selector, IMAGES_JS, img_selector)
 
 
 def _signature(imgs: list[dict]) -> tuple:
@@ -298,17 +169,17 @@ def run_all(page, *, attempts: int = 3, start_timeout: float = 15.0, timeout: fl
                                    + " | ".join(dialog.all_inner_texts())[:500])
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        if _wait(lambda: any(re.fullmatch(r"\[(\d+|\*)\]:", p) for p in page.evaluate(_PROMPTS_JS)),
+        if _wait(lambda: any(re.fullmatch(r"\[(\d+|\*)\]:", p) for p in page.evaluate(PROMPTS_JS)),
                  start_timeout):
             break
         page.keyboard.press("Escape")
     else:
         raise BrowserTierError(f"Run All Cells started nothing after {attempts} tries "
                                f"(no execution count or [*] appeared); prompts: "
-                               f"{page.evaluate(_PROMPTS_JS)}")
+                               f"{page.evaluate(PROMPTS_JS)}")
 
     def done():
-        prompts = page.evaluate(_PROMPTS_JS)
+        prompts = page.evaluate(PROMPTS_JS)
         return "[*]:" not in prompts and kernel_idle(page)
 
     stable = 0
@@ -316,7 +187,7 @@ def run_all(page, *, attempts: int = 3, start_timeout: float = 15.0, timeout: fl
     while stable < 3:  # three polls in a row: the queue is empty and the kernel idle
         if time.monotonic() > deadline:
             raise BrowserTierError(f"the notebook was still running after {timeout:.0f} s; "
-                                   f"prompts: {page.evaluate(_PROMPTS_JS)}")
+                                   f"prompts: {page.evaluate(PROMPTS_JS)}")
         stable = stable + 1 if done() else 0
         time.sleep(0.15)
 
@@ -362,13 +233,13 @@ def run_notebook(page, lab: JupyterLab, src: Path, *, artifacts: Path | None = N
     expected = widget_view_outputs(nb)
 
     def views_rendered():
-        views = page.evaluate(_VIEWS_JS, expected)
+        views = page.evaluate(VIEWS_JS, expected)
         return views if all(v["rendered"] for v in views) else None
 
     t2 = time.monotonic()
     views = _wait(views_rendered, widget_timeout, 0.2)
     if views is None:
-        views = page.evaluate(_VIEWS_JS, expected)
+        views = page.evaluate(VIEWS_JS, expected)
         _fail(page, artifacts, "widgets",
               f"{src.name}: the kernel displayed {len(expected)} widget view(s), but the page "
               f"shows {sum(v['rendered'] for v in views)} of them as widgets after "
