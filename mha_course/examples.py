@@ -47,7 +47,8 @@ class RunningExample:
 
 
 def sinusoidal_positions(n: int, d: int) -> np.ndarray:
-    """Vaswani et al.'s position codes: PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(...)."""
+    """Vaswani et al.'s position codes: PE[t, 2i] = sin(t / 10000^(2i/d)),
+    PE[t, 2i+1] = cos(t / 10000^(2i/d)); (n, d)."""
     if d % 2:
         raise ValueError(f"sinusoidal_positions needs an even dimension d; got d={d}")
     t = np.arange(n)[:, None]  # (n, 1)
@@ -60,11 +61,13 @@ def sinusoidal_positions(n: int, d: int) -> np.ndarray:
 
 def running_example(d_pos: int = 8, noise: float = 0.1, seed: int = 0) -> RunningExample:
     """Load the running example; X has d_model = n_features (8) + d_pos columns."""
-    raw = json.loads(resources.files("mha_course").joinpath("data/running_example.json").read_text())
+    path = resources.files("mha_course").joinpath("data/running_example.json")
+    raw = json.loads(path.read_text(encoding="utf-8"))
     features = np.asarray(raw["features"], dtype=np.float64)  # (n, n_features)
     rng = np.random.default_rng(seed)
     words = features + noise * rng.standard_normal(features.shape)  # (n, n_features)
-    X = np.concatenate([words, sinusoidal_positions(len(raw["tokens"]), d_pos)], axis=1)  # (n, d_model)
+    positions = sinusoidal_positions(len(raw["tokens"]), d_pos)  # (n, d_pos)
+    X = np.concatenate([words, positions], axis=1)  # (n, d_model)
     return RunningExample(
         sentence=raw["sentence"], tokens=raw["tokens"], pos=raw["pos"], dep_head=raw["dep_head"],
         dep_rel=raw["dep_rel"], feature_names=raw["feature_names"], features=features, X=X,
@@ -72,7 +75,7 @@ def running_example(d_pos: int = 8, noise: float = 0.1, seed: int = 0) -> Runnin
 
 
 def sub_sentence(example: RunningExample, tokens: Sequence[str]) -> np.ndarray:
-    """X for a shorter sentence made of the running example's words, e.g. ["The", "dog", "jumps", "."].
+    """X for a shorter sentence of the running example's words, e.g. ["The", "dog", "jumps", "."].
 
     Each token keeps the word features (noise included) of its first occurrence in the example;
     the position columns are recomputed for the new positions 0..len(tokens)-1.
@@ -89,7 +92,8 @@ def sub_sentence(example: RunningExample, tokens: Sequence[str]) -> np.ndarray:
                           axis=1)  # (len(tokens), d_model)
 
 
-def pad_batch(sentences: Sequence[np.ndarray], n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(sentences: Sequence[np.ndarray],
+              n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stack sentences X_b (n_b, d_model) into one zero-padded batch.
 
     Returns (X_batch (batch, n, d_model), lengths (batch,) of the n_b); n defaults to the
@@ -99,8 +103,8 @@ def pad_batch(sentences: Sequence[np.ndarray], n: int | None = None) -> tuple[np
         raise ValueError("pad_batch needs at least one sentence; got none")
     widths = {np.shape(x)[-1] for x in sentences}
     if any(np.ndim(x) != 2 for x in sentences) or len(widths) != 1:
-        raise ValueError("pad_batch needs 2-D sentences (n_b, d_model) with one d_model; got shapes "
-                         f"{[np.shape(x) for x in sentences]}")
+        raise ValueError("pad_batch needs 2-D sentences (n_b, d_model) with one d_model; "
+                         f"got shapes {[np.shape(x) for x in sentences]}")
     lengths = np.array([len(x) for x in sentences])
     n = int(lengths.max()) if n is None else n
     if lengths.max() > n:
