@@ -13,10 +13,10 @@ from judging import first_problem, judge_all
 
 from mha_course import checks
 from mha_course.analysis import contributions, pruning
+from mha_course.analysis.alignment import word_attention as package_word_attention
 from mha_course.checks import EXERCISES, CheckFailed
 from mha_course.checks.positional import previous_token_weights, target_weights
 from mha_course.checks.pruning_order import interacting_scores
-from mha_course.models.minilm.model import word_attention as package_word_attention
 
 NEW = ("previous_token_head", "word_attention", "pruning_order", "head_contributions")
 

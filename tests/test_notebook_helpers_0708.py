@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import jensenshannon
 from threadpoolctl import threadpool_limits
 
 from mha_course.analysis import contributions, pruning, redundancy
-
-torch.set_num_threads(1)  # the test machine's cores are shared
+from mha_course.experiments.pruning import ablation_effects, pruning_curves
+from mha_course.models import toy_language, toy_model
+from mha_course.models.minilm import load_minilm
+from mha_course.models.minilm.task import MiniLMTask, length_batches
+from mha_course.models.toy_model.task import ToyTask
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,23 +46,23 @@ class CountingTask:
 
 # --------------------------------------------------------------------------- ablation_effects
 def test_ablation_of_chosen_layers_matches_the_full_table_and_leaves_the_rest_nan():
-    every = pruning.ablation_effects(CountingTask(), ("zero",))["zero"]["score"]  # (2, 3)
+    every = ablation_effects(CountingTask(), ("zero",))["zero"]["score"]  # (2, 3)
     task = CountingTask()
-    some = pruning.ablation_effects(task, ("zero",), layers=[1])["zero"]["score"]
+    some = ablation_effects(task, ("zero",), layers=[1])["zero"]["score"]
     np.testing.assert_array_equal(some[1], every[1])
     assert np.isnan(some[0]).all()
     assert len(task.calls) == 1 + 3  # the full model, then the 3 heads of layer 1
     # by hand: removing head (1, h) leaves (1 - w)^2, the full model scores 1
     np.testing.assert_allclose(some[1], (1 - task.weight[1]) ** 2 - 1.0)
     with pytest.raises(ValueError, match=r"layers must be in \[0, 1\]; got \[2\]"):
-        pruning.ablation_effects(task, ("zero",), layers=[2])
+        ablation_effects(task, ("zero",), layers=[2])
 
 
 # --------------------------------------------------------------------------- pruning curves
 def test_pruning_curves_measure_each_set_of_removed_heads_once():
     task = CountingTask()
     importance = task.weight  # least important: head (0, 0)
-    curves = pruning.pruning_curves(task, importance, "score", n_random=3, seed=1)
+    curves = pruning_curves(task, importance, "score", n_random=3, seed=1)
     # the same numbers as evaluating every step of every order directly
     for name, runs in curves.orders.items():
         for run, curve in zip(runs, curves.curves[name]):
@@ -71,10 +75,11 @@ def test_pruning_curves_measure_each_set_of_removed_heads_once():
 
 def test_curve_table_rows_are_the_curves_at_the_step():
     task = CountingTask()
-    curves = pruning.pruning_curves(task, task.weight, "score", n_random=2, seed=0,
+    curves = pruning_curves(task, task.weight, "score", n_random=2, seed=0,
                                     steps=[0, 2, 4, 6])
     lines = pruning.curve_table(curves, at=2).splitlines()
-    assert lines[0].split() == ["order", "within", "0.01", "within", "0.05", "score,", "2", "removed"]
+    assert lines[0].split() == ["order", "within", "0.01", "within", "0.05", "score,", "2",
+                                "removed"]
     for line, name in zip(lines[1:], ("importance", "random", "reverse")):
         words = line.split()
         assert words[0] == name
@@ -82,29 +87,31 @@ def test_curve_table_rows_are_the_curves_at_the_step():
         assert float(words[2]) == pytest.approx(curves.removable_fraction(name, 0.05), abs=0.005)
         assert float(words[3]) == pytest.approx(curves.mean(name)[1], abs=5e-4)
     assert float(lines[1].split()[3]) > float(lines[3].split()[3])  # importance beats reverse
-    with pytest.raises(ValueError, match=r"at must be one of the measured steps \[0, 2, 4, 6\]; got 3"):
+    with pytest.raises(ValueError,
+                       match=r"at must be one of the measured steps \[0, 2, 4, 6\]; got 3"):
         pruning.curve_table(curves, at=3)
 
 
 # --------------------------------------------------------------------------- MiniLM from a layer
 @pytest.fixture(scope="module")
 def minilm():
-    from mha_course.models.minilm import load_minilm
     return {b: load_minilm(b) for b in ("numpy", "torch")}
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_minilm_task_starting_at_the_first_gated_layer_is_the_full_forward(minilm, backend):
     model = minilm[backend]
-    task = pruning.MiniLMTask(model, ["The dog barks.", "Birds sing in the morning light."])
+    task = MiniLMTask(model, ["The dog barks.", "Birds sing in the morning light."])
     for removed in ([40], [3, 70], [65, 71], []):
         gates = pruning.gates_without(removed, 6, 12)  # (6, 12)
         for ablation in ("zero", "mean"):
             runs = task._params_with_bias_shift(gates) if ablation == "mean" else model
             expected = []
             for ids, lengths, mask in task.batches:  # the model's own forward pass, every layer
-                hidden = runs.forward(ids, mask=mask, head_gates=gates).hidden_states[-1]  # (batch, n, d_model)
-                real = (np.arange(ids.shape[1])[None] < lengths[:, None])[..., None]  # (batch, n, 1)
+                hidden = runs.forward(ids, mask=mask, head_gates=gates).hidden_states[-1]
+                # hidden: (batch, n, d_model)
+                real = np.arange(ids.shape[1])[None] < lengths[:, None]  # (batch, n)
+                real = real[..., None]  # (batch, n, 1)
                 mean = (hidden * real).sum(1) / lengths[:, None]  # (batch, d_model)
                 expected.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
             np.testing.assert_allclose(task.embeddings(gates, ablation), np.concatenate(expected),
@@ -150,10 +157,8 @@ def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
     evaluation starts from: equal to float32 rounding (bit for bit when run alone; in a full test
     session the thread count can differ between the cached lower layers and this forward, and
     with it the order of the sums)."""
-    from mha_course.models import toy_language, toy_model
-
     model = toy_model.load()
-    task = pruning.ToyTask(model, toy_language.generate(6, seed=3), seed=0, batch_size=16)
+    task = ToyTask(model, toy_language.generate(6, seed=3), seed=0, batch_size=16)
     assert len(task._block_inputs) > 1  # several chunks, each with its own cached inputs
     for removed in ([9], [8, 15], [2, 12], []):  # layer 1 only (the shortcut), then both layers
         gates = pruning.gates_without(removed, 2, 8)  # (2, 8)
@@ -177,8 +182,6 @@ def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
 
 # --------------------------------------------------------------------------- JS distance
 def test_js_distance_matrix_is_scipys_jensen_shannon_averaged_over_rows():
-    from scipy.spatial.distance import jensenshannon
-
     rng = np.random.default_rng(1)
     attentions = []
     for n in (4, 7):
@@ -188,8 +191,9 @@ def test_js_distance_matrix_is_scipys_jensen_shannon_averaged_over_rows():
     D = redundancy.js_distance_matrix(attentions)  # (6, 6)
     P = [A.reshape(6, A.shape[2], A.shape[3]) for A in attentions]
     rows = sum(p.shape[1] for p in P)
-    brute = np.array([[sum(jensenshannon(p[i, r], p[j, r], base=2) for p in P for r in range(p.shape[1]))
-                       / rows for j in range(6)] for i in range(6)])
+    brute = np.array([[sum(jensenshannon(p[i, r], p[j, r], base=2)
+                           for p in P for r in range(p.shape[1])) / rows
+                       for j in range(6)] for i in range(6)])
     np.fill_diagonal(brute, 0.0)
     np.testing.assert_allclose(D, brute, atol=1e-7)
     np.testing.assert_array_equal(D, D.T)
@@ -200,7 +204,7 @@ def test_js_distance_matrix_is_scipys_jensen_shannon_averaged_over_rows():
 def test_length_batches_cut_where_the_padding_would_grow_too_much(max_padding):
     rng = np.random.default_rng(2)
     lengths = np.sort(rng.integers(3, 40, size=30)).tolist()
-    batches = pruning.length_batches(lengths, 6, max_padding)
+    batches = length_batches(lengths, 6, max_padding)
     assert [i for b in batches for i in b] == list(range(30))  # every sequence once, in order
     for b, following in zip(batches, batches[1:] + [None]):
         size = [lengths[i] for i in b]
@@ -208,16 +212,16 @@ def test_length_batches_cut_where_the_padding_would_grow_too_much(max_padding):
         if following is not None and len(b) < 6:  # the next one would have broken the rule
             n = lengths[following[0]]
             assert (len(b) + 1) * n > (1 + max_padding) * (sum(size) + n)
-    assert pruning.length_batches([15, 15, 16, 17, 17, 18, 18, 30], 32, 0.25) == \
+    assert length_batches([15, 15, 16, 17, 17, 18, 18, 30], 32, 0.25) == \
         [[0, 1, 2, 3, 4, 5, 6], [7]]
     with pytest.raises(ValueError, match="sorted"):
-        pruning.length_batches([5, 3], 4, 0.25)
+        length_batches([5, 3], 4, 0.25)
 
 
 def test_minilm_task_embeddings_do_not_depend_on_the_batches(minilm):
     texts = ["The dog barks.", "Birds sing.", "She reads a long book about the history of the sea."]
-    one_batch = pruning.MiniLMTask(minilm["torch"], texts, max_padding=10.0)
-    by_length = pruning.MiniLMTask(minilm["torch"], texts, max_padding=0.0)
+    one_batch = MiniLMTask(minilm["torch"], texts, max_padding=10.0)
+    by_length = MiniLMTask(minilm["torch"], texts, max_padding=0.0)
     assert len(one_batch.batches) == 1 and len(by_length.batches) > 1
     gates = pruning.gates_without([30, 31], 6, 12)  # (6, 12)
     for g in (None, gates):

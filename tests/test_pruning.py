@@ -1,25 +1,22 @@
-"""Head gates and head importance: the gates in both cores (against torch.nn.MultiheadAttention
-with W^O blocks zeroed), in the toy model and in MiniLM; ablation, Michel et al.'s gradient score
-(against finite differences) and pruning curves on a planted head."""
+"""Head gates and head importance on arrays: the gates in both cores (against
+torch.nn.MultiheadAttention with W^O blocks zeroed); ablation, pruning orders and pruning curves
+(`experiments.pruning`, `analysis.pruning`) on a planted head whose effect is computed here.
+The models' own tasks (toy model, MiniLM) are tests/test_pruning_tasks.py."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close, numerical_grad, random_params, ref_mha, torch_params
 from threadpoolctl import threadpool_limits
 
-from conftest import assert_close, numerical_grad, random_params, ref_mha, torch_params
 from mha_course import np_attention as npa
-from mha_course.models import toy_language as lang
-from mha_course.models import toy_model
 from mha_course import torch_attention as tta
 from mha_course.analysis import pruning as P
-
-torch.set_num_threads(1)  # the test machine's cores are shared
+from mha_course.experiments import pruning as E
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,7 +53,8 @@ def test_gates_of_ones_change_nothing(fn, dtype, bias):
     assert gated.out.dtype == dtype
     tp = torch_params(p)
     plain_t = getattr(tta, fn)(T(X), T(X), tp, T(mask))
-    gated_t = getattr(tta, fn)(T(X), T(X), tp, T(mask), head_gates=torch.ones(3, dtype=torch.float64))
+    ones_t = torch.ones(3, dtype=torch.float64)
+    gated_t = getattr(tta, fn)(T(X), T(X), tp, T(mask), head_gates=ones_t)
     for a, b in zip(plain_t, gated_t):
         assert torch.equal(a, b)
     assert gated_t.out.dtype == plain_t.out.dtype
@@ -71,7 +69,8 @@ def test_a_zero_gate_removes_the_heads_block_of_W_O(head):
     gates[head] = 0.0
     expected = ref_mha(X, Y, without_head(p, head))[0]
     for fn in ("multi_head_attention", "multi_head_attention_loop"):
-        assert_close(getattr(npa, fn)(X, Y, p, head_gates=gates).out, expected, 1e-12, f"numpy {fn}")
+        out = getattr(npa, fn)(X, Y, p, head_gates=gates).out
+        assert_close(out, expected, 1e-12, f"numpy {fn}")
         out_t = getattr(tta, fn)(T(X), T(Y), torch_params(p), head_gates=T(gates)).out
         assert_close(out_t, expected, 1e-12, f"torch {fn}")
     # the heads themselves (Z_i = A_i V_i, before the gate) are untouched
@@ -89,11 +88,13 @@ def test_gates_against_torch_multiheadattention(dtype):
     X = rng.standard_normal((3, 5, 8)).astype(npdt)
     for gates in (np.ones(2, dtype=npdt), np.array([1, 0], dtype=npdt)):
         oracle = tta.to_torch_mha(p)
-        with torch.no_grad():  # out = concat @ out_proj.weight.T: head i owns columns i*d_v:(i+1)*d_v
+        # out = concat @ out_proj.weight.T: head i owns columns i*d_v:(i+1)*d_v
+        with torch.no_grad():
             for i, g in enumerate(gates):
                 oracle.out_proj.weight[:, i * 4:(i + 1) * 4] *= float(g)
         expected, _ = oracle(T(X), T(X), T(X), need_weights=False)
-        assert_close(npa.multi_head_attention(X, X, p, head_gates=gates).out, expected, tol, "numpy")
+        out = npa.multi_head_attention(X, X, p, head_gates=gates).out
+        assert_close(out, expected, tol, "numpy")
         ours = tta.multi_head_attention(T(X), T(X), torch_params(p), head_gates=T(gates)).out
         assert_close(ours, expected, tol, "torch")
 
@@ -125,7 +126,8 @@ def test_gate_gradient_numpy_vs_autograd_vs_finite_differences():
             work)
         assert_close(g.head_gates, numeric, 1e-6, "numpy backward vs finite differences")
         xi = T(gates).requires_grad_(True)
-        loss = (T(d_out) * tta.multi_head_attention(T(X), T(X), torch_params(p), head_gates=xi).out).sum()
+        out_t = tta.multi_head_attention(T(X), T(X), torch_params(p), head_gates=xi).out
+        loss = (T(d_out) * out_t).sum()
         loss.backward()
         assert_close(g.head_gates, xi.grad, 1e-10, "numpy backward vs torch autograd")
         # the other gradients still match the ungated ones when the gates are 1
@@ -163,155 +165,6 @@ def test_integer_and_boolean_gates_are_accepted():
         np.testing.assert_array_equal(out, ref)
 
 
-# --------------------------------------------------------------------------- gates in the models
-@pytest.fixture(scope="module")
-def shipped():
-    return toy_model.load()
-
-
-@pytest.fixture(scope="module")
-def sentences():
-    return lang.generate(40, seed=515_151)
-
-
-def test_toy_model_gates(shipped, sentences):
-    ids, lengths = (torch.from_numpy(a) for a in lang.pad_batch(sentences[:8]))
-    cfg = shipped.config
-    with torch.no_grad():
-        plain = shipped(ids, lengths)
-        ones = shipped(ids, lengths, torch.ones(cfg.n_layers, cfg.n_heads))
-        assert torch.equal(plain.logits, ones.logits) and torch.equal(plain.heads, ones.heads)
-        gates = torch.ones(cfg.n_layers, cfg.n_heads)
-        gates[1, 3] = 0.0
-        gated = shipped(ids, lengths, gates)
-        cut = copy.deepcopy(shipped)
-        d_v = cut.blocks[1].attn.d_v
-        cut.blocks[1].attn.W_O[3 * d_v:4 * d_v] = 0.0
-        assert_close(gated.logits, cut(ids, lengths).logits, 1e-5, "zero gate vs zeroed W_O block")
-        per_example = torch.ones(cfg.n_layers, len(ids), cfg.n_heads)  # (n_layers, batch, n_heads)
-        per_example[1, 0, 3] = 0.0
-        both = shipped(ids, lengths, per_example).logits
-        assert_close(both[0], gated.logits[0], 1e-5, "example 0 gated")
-        assert_close(both[1:], plain.logits[1:], 1e-5, "other examples untouched")
-    with pytest.raises(ValueError, match=r"head_gates must be \(n_layers, n_heads\) = \(2, 8\)"):
-        shipped(ids, lengths, torch.ones(8))
-    with pytest.raises(ValueError, match="head_gates must have shape"):
-        shipped(ids, lengths, torch.ones(2, 7))
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    from mha_course.models.minilm import load_minilm
-    return {b: load_minilm(b) for b in ("numpy", "torch")}
-
-
-def test_minilm_gates(minilm):
-    from mha_course.np_attention import padding_mask
-
-    texts = ["The dog barks.", "A quick brown fox jumps over the lazy dog."]
-    encs = [minilm["numpy"].encode(t) for t in texts]
-    lengths = np.array([len(e.tokens) for e in encs])
-    ids = np.zeros((2, lengths.max()), dtype=np.int64)
-    for b, e in enumerate(encs):
-        ids[b, :lengths[b]] = e.input_ids
-    mask = padding_mask(lengths, ids.shape[1])
-    n_layers, n_heads = 6, 12
-    gates = np.ones((n_layers, n_heads))
-    gates[2, 5] = 0.0
-    numpy_model = minilm["numpy"]
-    cut_params = copy.copy(numpy_model.params)
-    cut_params.layers = list(cut_params.layers)
-    layer = cut_params.layers[2]
-    cut_params.layers[2] = replace(layer, attention=without_head(layer.attention, 5))
-    cut = type(numpy_model)(numpy_model.config, cut_params, numpy_model.tokenizer, "numpy", "float32")
-    expected = cut.forward(ids, mask=mask).hidden_states
-    for backend, model in minilm.items():
-        plain = model.forward(ids, mask=mask)
-        ones = model.forward(ids, mask=mask, head_gates=np.ones((n_layers, n_heads)))
-        np.testing.assert_array_equal(plain.hidden_states, ones.hidden_states)
-        gated = model.forward(ids, mask=mask, head_gates=gates)
-        assert_close(gated.hidden_states, expected, 2e-4, f"{backend}: zero gate vs zeroed W_O block")
-        assert np.abs(gated.hidden_states[-1] - plain.hidden_states[-1]).max() > 1e-3
-        with pytest.raises(ValueError, match=r"head_gates must be \(n_layers, n_heads\) with n_layers = 6"):
-            model.forward(ids, mask=mask, head_gates=np.ones(n_heads))
-
-
-# --------------------------------------------------------------------------- the toy task
-@pytest.fixture(scope="module")
-def toy_task(shipped, sentences):
-    return P.ToyTask(shipped, sentences, seed=3)
-
-
-def test_toy_task_with_every_gate_open_is_toy_model_evaluate(toy_task, shipped, sentences):
-    full = toy_task.evaluate()
-    reference = toy_model.evaluate(shipped, sentences, seed=3)  # the same batches, drawn alike
-    for task, accuracy in reference.items():
-        assert full[task] == pytest.approx(accuracy, abs=1e-12), task
-    assert full["accuracy"] == pytest.approx(np.nanmean(list(reference.values())))
-    assert toy_task.evaluate(np.ones((2, 8)), "mean") == full
-
-
-def test_toy_mean_ablation_replaces_the_head_by_its_mean(toy_task, shipped):
-    """Reference: a forward hook that swaps Z_h W^O_h for mu_h W^O_h in the attention output."""
-    layer, head = 0, 5
-    mu = toy_task.head_means()[layer, head]  # (d_v,)
-    attn = shipped.blocks[layer].attn
-    d_v = attn.d_v
-    W_h = attn.W_O[head * d_v:(head + 1) * d_v].detach()  # (d_v, d_model)
-
-    def hook(module, args, out):
-        change = (torch.as_tensor(mu) - out.heads[:, head]) @ W_h  # (batch, n, d_model)
-        return out._replace(out=out.out + change)
-
-    gates = np.ones((2, 8))
-    gates[layer, head] = 0.0
-    ours = toy_task.evaluate(gates, "mean")
-    handle = attn.register_forward_hook(hook)
-    try:
-        reference = toy_task.evaluate(None)
-    finally:
-        handle.remove()
-    for metric, value in reference.items():
-        assert ours[metric] == pytest.approx(value, abs=1e-6), metric
-    assert toy_task.evaluate() != ours  # the head matters, and the model is restored after
-    # head means are the mean of Z over every real position
-    Z = shipped(toy_task.inputs, toy_task.lengths).heads.detach()  # (n_layers, batch, n_heads, n, d_v)
-    real = torch.arange(Z.shape[3])[None] < toy_task.lengths[:, None]
-    np.testing.assert_allclose(toy_task.head_means()[layer, head],
-                               Z[layer, :, head][real].mean(0).numpy(), atol=1e-5)
-
-
-def test_gate_gradients_match_finite_differences(shipped, sentences):
-    model = copy.deepcopy(shipped).double()
-    task = P.ToyTask(model, sentences[:6], seed=4)
-    grads = task.gate_gradients()  # (n_items, n_layers, n_heads)
-    assert grads.shape == (len(task.lengths), 2, 8)
-    from torch.nn import functional as F
-
-    def item_loss(item, gates):
-        with torch.no_grad():
-            logits = model(task.inputs[item:item + 1], task.lengths[item:item + 1],
-                           torch.as_tensor(gates)).logits[0]
-        at = task.at[item]
-        return float(F.cross_entropy(logits[at], task.targets[item][at]))
-
-    items = [i for i in np.flatnonzero(task.has_positions())[:4]]
-    for item in items:
-        gates = np.ones((2, 8))
-        numeric = numerical_grad(lambda: item_loss(item, gates), gates, h=1e-5)
-        assert_close(grads[item], numeric, 1e-6, f"item {item}")
-    assert np.abs(grads[~task.has_positions()]).max(initial=0) == 0
-
-
-def test_gradient_importance_is_the_mean_absolute_gradient_per_layer(toy_task):
-    raw = P.gradient_importance(toy_task, normalise=False)
-    grads = toy_task.gate_gradients()[toy_task.has_positions()]
-    np.testing.assert_allclose(raw, np.abs(grads).mean(0), rtol=1e-6)
-    scores = P.gradient_importance(toy_task)
-    np.testing.assert_allclose(np.linalg.norm(scores, axis=1), 1.0)
-    np.testing.assert_allclose(scores, raw / np.linalg.norm(raw, axis=1, keepdims=True))
-    with pytest.raises(TypeError, match="no gate_gradients"):
-        P.gradient_importance(object())
 
 
 # --------------------------------------------------------------------------- a planted head
@@ -359,7 +212,7 @@ class PlantedTask:
 
 def test_the_planted_head_hurts_most_when_ablated():
     task = PlantedTask(planted=(1, 2))
-    effects = P.ablation_effects(task)
+    effects = E.ablation_effects(task)
     for ablation in ("zero", "mean"):
         sim = effects[ablation]["similarity"]  # (2, 4)
         assert np.unravel_index(np.argmin(sim), sim.shape) == (1, 2), (ablation, sim)
@@ -369,8 +222,8 @@ def test_the_planted_head_hurts_most_when_ablated():
 
 def test_pruning_curves_by_importance_reverse_and_random():
     task = PlantedTask(n_heads=3, planted=(0, 1), seed=3)
-    importance = -P.ablation_effects(task, ("zero",))["zero"]["similarity"]  # (2, 3)
-    curves = P.pruning_curves(task, importance, "similarity", n_random=4, seed=0)
+    importance = -E.ablation_effects(task, ("zero",))["zero"]["similarity"]  # (2, 3)
+    curves = E.pruning_curves(task, importance, "similarity", n_random=4, seed=0)
     assert curves.n_removed.tolist() == list(range(7))
     assert curves.curves["importance"].shape == (1, 7) and curves.curves["random"].shape == (4, 7)
     # the planted head (flat index 0 * 3 + 1) is the last to go by importance, the first in reverse
@@ -384,9 +237,9 @@ def test_pruning_curves_by_importance_reverse_and_random():
     # five of six heads are minor: removing them keeps most of the output
     assert curves.removable_fraction("importance", tolerance=0.2) >= 0.5
     assert curves.removable_fraction("reverse", tolerance=0.2) == 0.0
-    again = P.pruning_curves(task, importance, "similarity", n_random=4, seed=0)
+    again = E.pruning_curves(task, importance, "similarity", n_random=4, seed=0)
     np.testing.assert_array_equal(again.curves["random"], curves.curves["random"])
-    steps = P.pruning_curves(task, importance, "similarity", n_random=0, steps=[0, 3, 6])
+    steps = E.pruning_curves(task, importance, "similarity", n_random=0, steps=[0, 3, 6])
     np.testing.assert_allclose(steps.mean("importance"), imp[[0, 3, 6]])
     assert steps.curves["random"].shape == (0, 3)
 
@@ -407,38 +260,28 @@ def test_orders_and_removal_steps():
     assert P.iterative_order(score, 2, 3).tolist() == [5, 1, 0, 4, 2, 3]
 
 
-def test_pruning_input_errors(toy_task):
-    with pytest.raises(ValueError, match="ablation must be one of"):
-        toy_task.evaluate(None, "random")
-    with pytest.raises(ValueError, match=r"head_gates must be \(n_layers, n_heads\) = \(2, 8\)"):
-        toy_task.evaluate(np.ones(8))
+def test_pruning_input_errors():
+    task = PlantedTask()
     with pytest.raises(ValueError, match="metric must be one of"):
-        P.pruning_curves(toy_task, np.zeros((2, 8)), "f1")
-    with pytest.raises(ValueError, match=r"importance must be \(n_layers, n_heads\)"):
-        P.pruning_curves(toy_task, np.zeros(16), "accuracy")
+        E.pruning_curves(task, np.zeros((2, 4)), "f1")
+    with pytest.raises(ValueError, match=r"importance must be \(n_layers, n_heads\) = \(2, 4\)"):
+        E.pruning_curves(task, np.zeros(8), "similarity")
     with pytest.raises(ValueError, match="permutation"):
-        P.pruning_curves(toy_task, np.zeros((2, 8)), "accuracy", order=[0] * 16)
+        E.pruning_curves(task, np.zeros((2, 4)), "similarity", order=[0] * 8)
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        E.pruning_curves(task, np.zeros((2, 4)), "similarity", ablation="random")
+    with pytest.raises(ValueError, match=r"layers must be in \[0, 1\]"):
+        E.ablation_effects(task, layers=[2])
 
 
-# --------------------------------------------------------------------------- MiniLM's proxy
-def test_minilm_task(minilm):
-    texts = ["The dog barks.", "Birds sing in the morning.", "She reads a long book."]
-    task = P.MiniLMTask(minilm["numpy"], texts, batch_size=2)
-    assert task.evaluate()["similarity"] == pytest.approx(1.0, abs=1e-6)
-    # the embeddings are the model's own sentence embeddings
-    by_text = {r.text: r.sentence_embedding() for r in minilm["numpy"].run_many(texts)}
-    reference = np.stack([by_text[t] for t in sorted(texts, key=lambda t: len(minilm["numpy"].encode(t).tokens))])
-    np.testing.assert_allclose(task.embeddings(), reference, atol=1e-5)
-    gates = np.ones((6, 12))
-    gates[0] = 0.0
-    zero, mean = task.evaluate(gates), task.evaluate(gates, "mean")
-    assert zero["similarity"] < 0.999 and mean["similarity"] < 0.999
-    assert zero["loss"] == pytest.approx(1 - zero["similarity"])
-    # head means: the mean of Z over every piece of every text
-    Z = np.concatenate([r.heads for r in minilm["numpy"].run_many(texts)], axis=2)
-    np.testing.assert_allclose(task.head_means(), Z.mean(axis=2), atol=1e-5)
-    # the torch backend gives the same numbers
-    task_t = P.MiniLMTask(minilm["torch"], texts)
-    assert task_t.evaluate(gates, "mean")["similarity"] == pytest.approx(mean["similarity"], abs=1e-5)
-    with pytest.raises(TypeError, match="no gate_gradients"):
-        P.gradient_importance(task)
+def test_importance_from_gradients_is_the_mean_absolute_gradient_per_layer():
+    grads = np.random.default_rng(0).standard_normal((5, 2, 3))  # (n_items, n_layers, n_heads)
+    raw = P.importance_from_gradients(grads, normalise=False)
+    by_hand = [[np.mean([abs(grads[i, layer, head]) for i in range(5)]) for head in range(3)]
+               for layer in range(2)]
+    np.testing.assert_allclose(raw, by_hand)
+    scores = P.importance_from_gradients(grads)
+    np.testing.assert_allclose(np.linalg.norm(scores, axis=1), 1.0)
+    np.testing.assert_allclose(scores[1] * np.linalg.norm(raw[1]), raw[1])
+    with pytest.raises(ValueError, match=r"gate_gradients must be \(n_items, n_layers, n_heads\)"):
+        P.importance_from_gradients(np.zeros((2, 3)))

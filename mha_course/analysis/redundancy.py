@@ -22,7 +22,10 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+from scipy.spatial.distance import squareform
 from scipy.special import entr
+from sklearn.manifold import MDS
 
 __all__ = ["js_distance_matrix", "linear_cka", "cka_matrix", "cluster_order", "mds_embedding",
            "head_labels", "layer_separation", "close_pairs"]
@@ -123,9 +126,6 @@ def cluster_order(distance, method: str = "average") -> np.ndarray:
     hierarchical clustering (scipy, `method` linkage, optimal leaf ordering) of the symmetric
     `distance` matrix. For a similarity S in [0, 1] (CKA) pass 1 - S.
     Reorder a matrix with M[np.ix_(order, order)]."""
-    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
-    from scipy.spatial.distance import squareform
-
     D = _check_square("distance", distance)
     if len(D) < 2:
         return np.arange(len(D))
@@ -137,8 +137,6 @@ def cluster_order(distance, method: str = "average") -> np.ndarray:
 def mds_embedding(distance, seed: int = 0, n_init: int = 4) -> np.ndarray:
     """(n_total, 2): metric MDS (scikit-learn, seeded) of the precomputed head distances, so that
     heads close on the plane are heads with similar attention (or outputs, with 1 - CKA)."""
-    from sklearn.manifold import MDS
-
     D = _check_square("distance", distance)
     D = (D + D.T) / 2
     np.fill_diagonal(D, 0.0)
