@@ -42,12 +42,14 @@ import torch
 import torch.nn.functional as F
 
 from mha_course import np_attention, torch_attention
+from mha_course.params import MHAParams
 
 SETTLE_S = 0.25  # OpenBLAS workers spin ~0.1 s after a call; on 2 cores they would steal from torch
 MIN_WINDOW_S = 0.3  # time fast calls for at least this long
 REFERENCE = "nn.MHA need_weights=True"  # the goal's "torch": the same work, per-head weights out
 THREAD_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "KMP_", "GOMP_", "GOTO_", "BLIS_", "NPY_")
-THREAD_ENV_SHOWN = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_ENV_SHOWN = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def _busy_cpu_s() -> tuple[float, float]:
 
 def time_it(fn: Callable[[], object], *, warmup: int, repeat: int, max_s: float) -> Timing:
     """Median of `repeat` calls: at least 3, fewer once `max_s` seconds are spent, more while
-    they take under MIN_WINDOW_S (so that `others`, counted in 10 ms clock ticks, means something)."""
+    they take under MIN_WINDOW_S (so that `others`, counted in 10 ms clock ticks, means
+    something)."""
     time.sleep(SETTLE_S)
     for _ in range(warmup):
         fn()
@@ -152,7 +155,8 @@ def _openblas_probe() -> list[str]:
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
 
@@ -197,7 +201,7 @@ def print_environment(torch_threads: int) -> None:
 # The variants
 
 
-def make_params(cfg: Config, bias: bool, seed: int) -> np_attention.MHAParams:
+def make_params(cfg: Config, bias: bool, seed: int) -> MHAParams:
     params = np_attention.init_params(cfg.d_model, cfg.n_heads, bias=bias, seed=seed,
                                       dtype=np.float32)
     if bias:  # init_params gives zero biases; random ones make the agreement check meaningful
@@ -231,7 +235,7 @@ def torch_path(mha: torch.nn.MultiheadAttention, X: torch.Tensor, **kw) -> str:
     return "F.mha_forward, explicit softmax"
 
 
-def make_variants(cfg: Config, params: np_attention.MHAParams, X: np.ndarray):
+def make_variants(cfg: Config, params: MHAParams, X: np.ndarray):
     """[(name, call, how)]: each call() returns (out, per-head weights or None), self-attention."""
     B, n, d, h, d_k = cfg.batch, cfg.n, cfg.d_model, cfg.n_heads, cfg.d_k
     Xt = torch.from_numpy(X)  # shares memory with X
@@ -396,7 +400,8 @@ def run_config(cfg: Config, args, ref_rate: dict) -> tuple[bool, float]:
     timings = {}
     with torch.no_grad():
         for name, call, _ in variants:
-            timings[name] = time_it(call, warmup=args.warmup, repeat=args.repeat, max_s=args.max_time)
+            timings[name] = time_it(call, warmup=args.warmup, repeat=args.repeat,
+                                    max_s=args.max_time)
     ref, course = timings[REFERENCE].median_s, timings["course torch"].median_s
     print(f"{'variant':<27s}{'what runs':<40s}{'median ms':>10s}{'min ms':>9s}{'calls':>6s}"
           f"{'GFLOP/s':>9s}{'/nn.MHA':>9s}{'/course':>9s}{'others':>8s}")
@@ -406,7 +411,8 @@ def run_config(cfg: Config, args, ref_rate: dict) -> tuple[bool, float]:
               f"{flops / t.median_s / 1e9:9.1f}{t.median_s / ref:8.2f}x{t.median_s / course:8.2f}x"
               f"{t.others:7.0%}")
     for label, (np_rate, torch_rate) in ref_rate.items():
-        print(f"{'  plain matmul ' + label:<67s}{'':>25s}{np_rate:9.1f}  (numpy; torch {torch_rate:.1f})")
+        print(f"{'  plain matmul ' + label:<67s}{'':>25s}{np_rate:9.1f}  "
+              f"(numpy; torch {torch_rate:.1f})")
     print("(GFLOP/s: matmul FLOPs / median; /nn.MHA and /course: median over the median of "
           f"{REFERENCE} and of course torch; others: share of the cores other processes took "
           "while the row was timed, above ~10% the row is unreliable)")
@@ -419,7 +425,8 @@ def run_config(cfg: Config, args, ref_rate: dict) -> tuple[bool, float]:
         ratios = []
         with torch.no_grad():
             for _ in range(args.rounds):
-                num, den = (time_it(calls[name], warmup=1, repeat=max(3, args.repeat // args.rounds),
+                repeat = max(3, args.repeat // args.rounds)
+                num, den = (time_it(calls[name], warmup=1, repeat=repeat,
                                     max_s=args.max_time / args.rounds).median_s
                             for name in ("NumPy batched", other))
                 ratios.append(num / den)
