@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import random_params
+
 from mha_course import np_attention as npa
 from mha_course.analysis import activations
 from mha_course.analysis import contributions as C
@@ -28,9 +28,12 @@ def test_contributions_plus_bias_are_the_layer_output():
     res = npa.multi_head_attention(X, X, p)
     parts = C.head_contributions(res.heads, p.W_O)
     for i in range(3):
-        np.testing.assert_allclose(parts[:, i], res.heads[:, i] @ p.W_O[4 * i:4 * (i + 1)], atol=1e-12)
-    np.testing.assert_allclose(C.contribution_norms(res.heads, p.W_O), np.linalg.norm(parts, axis=-1))
-    with pytest.raises(ValueError, match=r"W_O must be \(n_heads \* d_v, d_model\) = \(12, d_model\)"):
+        np.testing.assert_allclose(parts[:, i], res.heads[:, i] @ p.W_O[4 * i:4 * (i + 1)],
+                                   atol=1e-12)
+    np.testing.assert_allclose(C.contribution_norms(res.heads, p.W_O),
+                               np.linalg.norm(parts, axis=-1))
+    with pytest.raises(ValueError,
+                       match=r"W_O must be \(n_heads \* d_v, d_model\) = \(12, d_model\)"):
         C.head_contributions(res.heads, p.W_O[:-1])
 
 
@@ -81,7 +84,8 @@ def planted_activations():
     out = np.concatenate([r.out for r in runs])[None]
     return activations.Activations(
         heads=heads, attn_out=out, attn_in=X_all, residual=out,
-        sentence=np.repeat(np.arange(3), lengths), position=np.concatenate([np.arange(n) for n in lengths]),
+        sentence=np.repeat(np.arange(3), lengths),
+        position=np.concatenate([np.arange(n) for n in lengths]),
         tokens=["t"] * sum(lengths), attentions=[r.weights[None] for r in runs],
         annotations=[None] * 3, params=[p])
 
@@ -91,7 +95,8 @@ def test_sharp_but_small_finds_the_planted_head():
     summary = C.head_summary(acts)
     assert set(summary) == {"sharpness", "contribution", "contribution_share", "top_key_norm"}
     assert summary["sharpness"][0, 0] > 0.8
-    assert summary["sharpness"][0, 1] == pytest.approx(np.mean([1 / 5] * 5 + [1 / 7] * 7 + [1 / 6] * 6))
+    uniform = np.mean([1 / 5] * 5 + [1 / 7] * 7 + [1 / 6] * 6)  # head 1 attends uniformly
+    assert summary["sharpness"][0, 1] == pytest.approx(uniform)
     assert summary["contribution_share"][0, 0] < 0.05
     np.testing.assert_allclose(summary["contribution_share"].sum(axis=1), 1.0)
     norms = C.corpus_contribution_norms(acts)  # (1, 2, n_tokens)

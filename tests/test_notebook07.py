@@ -25,9 +25,9 @@ from notebook_prose import prose_problems
 
 NOTEBOOK = NOTEBOOKS / "07_redundancy_and_pruning.ipynb"
 PANEL = "panel = pruning_explorer("
-# decimals that the prose may type: thresholds the cells use (0.001, 0.01, 0.05, 0.1, 0.5, 0.8), a share
-# of 0.00 and cosines of 0.9 and 1.0 used as examples. Anything else is a result and must be printed by a
-# cell instead.
+# decimals that the prose may type: thresholds the cells use (0.001, 0.01, 0.05, 0.1, 0.5, 0.8),
+# a share of 0.00 and cosines of 0.9 and 1.0 used as examples. Anything else is a result and must
+# be printed by a cell instead.
 CONSTANTS = {"0.00", "0.001", "0.01", "0.05", "0.1", "0.5", "0.8", "0.9", "1.0"}
 
 
@@ -57,13 +57,16 @@ def test_notebook_07_asserts_the_pruning_claims_it_prints():
     # the prose says: least important first beats random beats reverse, at half the heads, on
     # both models; most toy heads cannot go; the first 8 heads cost more together than alone
     code = _code(_cells())
-    assert re.search(r'^assert curves\.mean\("importance"\)\[half\] > curves\.mean\("random"\)\[half\] '
+    assert re.search(r'^assert curves\.mean\("importance"\)\[half\] '
+                     r'> curves\.mean\("random"\)\[half\] '
                      r'> curves\.mean\("reverse"\)\[half\]', code, re.M)
-    assert re.search(r'^assert at_half\["importance"\] > at_half\["random"\] > at_half\["reverse"\]',
-                     code, re.M)
-    assert re.search(r'^assert curves\.removable_fraction\("importance", 0\.05\) < 0\.5', code, re.M)
+    assert re.search(r'^assert at_half\["importance"\] > at_half\["random"\] '
+                     r'> at_half\["reverse"\]', code, re.M)
+    assert re.search(r'^assert curves\.removable_fraction\("importance", 0\.05\) < 0\.5', code,
+                     re.M)
     assert re.search(r"^assert together > alone", code, re.M)
-    assert "pruning.curve_table(curves, at=8)" in code and "pruning.curve_table(minilm_curves, at=36)" in code
+    assert "pruning.curve_table(curves, at=8)" in code
+    assert "pruning.curve_table(minilm_curves, at=36)" in code
 
 
 def test_notebook_07_leaves_w_o_and_several_heads_to_notebook_08():

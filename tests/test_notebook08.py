@@ -48,7 +48,8 @@ def test_notebook_08_several_heads_section_predicts_then_trains():
     cells = _cells()
     train = _index(cells, "several_heads.compare_on_conflict_task(")
     predict = cells[train - 1]
-    assert "predict" in predict.metadata.get("tags", []) and predict.source.startswith('my_prediction = ""')
+    assert "predict" in predict.metadata.get("tags", [])
+    assert predict.source.startswith('my_prediction = ""')
     question = cells[train - 2]
     assert question.cell_type == "markdown" and "**Predict.**" in question.source
     assert "predict" in question.metadata.get("tags", [])

@@ -12,8 +12,8 @@ moves nothing: the weight alone overstates what the head does. Kobayashi et al. 
 ||alpha_ij f_i(x_j)|| instead of alpha_ij, and found that the heavy attention on [CLS], [SEP]
 and punctuation mostly carries short vectors.
 
-    summary = head_summary(acts)            # sharpness and contribution per head (n_layers, n_heads)
-    sharp_but_small(summary)                # heads that look decisive on a heatmap but add little
+    summary = head_summary(acts)    # sharpness and contribution per head (n_layers, n_heads)
+    sharp_but_small(summary)        # heads that look decisive on a heatmap but add little
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ def head_contributions(heads, W_O, head_gates=None) -> np.ndarray:
         raise ValueError(f"heads must be (..., n_heads, n, d_v); got shape {heads.shape}")
     n_heads, d_v = heads.shape[-3], heads.shape[-1]
     blocks = _w_o_blocks(W_O, n_heads, d_v).astype(heads.dtype, copy=False)
-    out = heads @ blocks  # (..., n_heads, n, d_v) @ (n_heads, d_v, d_model) -> (..., n_heads, n, d_model)
+    # (..., n_heads, n, d_v) @ (n_heads, d_v, d_model):
+    out = heads @ blocks  # (..., n_heads, n, d_model)
     if head_gates is not None:
-        out = out * np.asarray(head_gates, dtype=out.dtype)[..., None, None]  # (..., n_heads, n, d_model)
+        gates = np.asarray(head_gates, dtype=out.dtype)[..., None, None]  # (..., n_heads, 1, 1)
+        out = out * gates  # (..., n_heads, n, d_model)
     return out
 
 
@@ -95,8 +97,8 @@ def corpus_contribution_norms(acts) -> np.ndarray:
     """(n_layers, n_heads, n_tokens): ||Z_i W^O_i|| for every token of an `Activations`, one
     layer at a time (the contributions themselves would be n_layers * n_heads * n_tokens * d_model
     numbers)."""
-    return np.stack([contribution_norms(acts.heads[l], acts.params[l].W_O)  # (n_heads, n_tokens) each
-                     for l in range(acts.n_layers)])  # (n_layers, n_heads, n_tokens)
+    return np.stack([contribution_norms(acts.heads[layer], acts.params[layer].W_O)
+                     for layer in range(acts.n_layers)])  # (n_layers, n_heads, n_tokens)
 
 
 def head_summary(acts) -> dict[str, np.ndarray]:
@@ -116,8 +118,8 @@ def head_summary(acts) -> dict[str, np.ndarray]:
     sharp, top_ratio, rows = 0.0, 0.0, 0
     for A, where in zip(acts.attentions, _sentence_slices(acts)):
         X = acts.attn_in[:, where]  # (n_layers, n, d_model)
-        f_norm = np.stack([np.linalg.norm(value_vectors(X[l], acts.params[l]), axis=-1)
-                           for l in range(acts.n_layers)])  # (n_layers, n_heads, n)
+        f_norm = np.stack([np.linalg.norm(value_vectors(X[layer], acts.params[layer]), axis=-1)
+                           for layer in range(acts.n_layers)])  # (n_layers, n_heads, n)
         top = A.argmax(axis=-1)  # (n_layers, n_heads, n): the most-attended key of each query
         typical = f_norm.mean(axis=-1, keepdims=True)  # (n_layers, n_heads, 1)
         ratio = np.divide(np.take_along_axis(f_norm, top, axis=-1), typical,
@@ -141,10 +143,12 @@ def sharp_but_small(summary: dict, min_sharpness: float = 0.5,
         raise ValueError(f"summary tables must be (n_layers, n_heads) alike; got "
                          f"{sharpness.shape} and {share.shape}")
     max_share = 0.5 / sharpness.shape[1] if max_share is None else max_share
-    rows = [{"layer": int(l), "head": int(h), "sharpness": float(sharpness[l, h]),
-             "contribution_share": float(share[l, h]),
-             "contribution": float(np.asarray(summary["contribution"])[l, h])}
-            for l, h in zip(*np.nonzero((sharpness >= min_sharpness) & (share <= max_share)))]
+    contribution = np.asarray(summary["contribution"])  # (n_layers, n_heads)
+    found = np.nonzero((sharpness >= min_sharpness) & (share <= max_share))
+    rows = [{"layer": int(layer), "head": int(head), "sharpness": float(sharpness[layer, head]),
+             "contribution_share": float(share[layer, head]),
+             "contribution": float(contribution[layer, head])}
+            for layer, head in zip(*found)]
     return sorted(rows, key=lambda r: -r["sharpness"] / max(r["contribution_share"], 1e-12))
 
 
@@ -162,8 +166,8 @@ def describe_sharp_heads(summary: dict, top: int = 3, min_sharpness: float = 0.5
              f"{0.5 / n_heads:.3f}; the sharp heads with the smallest share for their sharpness "
              f"(equal share {1 / n_heads:.3f}):"]
     for r in ranked[:top]:
-        l, h = r["layer"], r["head"]
-        lines.append(f"    L{l}H{h}: sharpness {r['sharpness']:.2f}, share "
+        layer, head = r["layer"], r["head"]
+        lines.append(f"    L{layer}H{head}: sharpness {r['sharpness']:.2f}, share "
                      f"{r['contribution_share']:.3f}, value norm at its favourite key "
-                     f"{np.asarray(summary['top_key_norm'])[l, h]:.2f} of the typical")
+                     f"{np.asarray(summary['top_key_norm'])[layer, head]:.2f} of the typical")
     return "\n".join(lines)

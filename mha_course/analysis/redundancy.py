@@ -9,10 +9,10 @@ Two views of "the same head":
       CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)   (X, Y centred over tokens)
   in [0, 1]: 1 when one output is a rotation and scaling of the other, whatever d_v is.
 
-    D = js_distance_matrix(acts.attentions)                # (n_total, n_total), n_total = n_layers * n_heads
-    S = cka_matrix(acts.heads)                             # (n_total, n_total)
-    order = cluster_order(D)                               # heads, similar ones side by side
-    xy = mds_embedding(D, seed=0)                          # (n_total, 2), colour by head_labels(...)[1]
+    D = js_distance_matrix(acts.attentions)   # (n_total, n_total), n_total = n_layers * n_heads
+    S = cka_matrix(acts.heads)                # (n_total, n_total)
+    order = cluster_order(D)                  # heads, similar ones side by side
+    xy = mds_embedding(D, seed=0)             # (n_total, 2), colour by head_labels(...)[1]
 
 Heads are numbered layer by layer: flat index = layer * n_heads + head.
 """
@@ -151,7 +151,7 @@ def mds_embedding(distance, seed: int = 0, n_init: int = 4) -> np.ndarray:
 
 def head_labels(n_layers: int, n_heads: int) -> tuple[list[str], np.ndarray]:
     """Names "L{layer}H{head}" and layer indices (n_total,) of the flat head order."""
-    names = [f"L{l}H{h}" for l in range(n_layers) for h in range(n_heads)]
+    names = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
     return names, np.repeat(np.arange(n_layers), n_heads)
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mha_course.models import toy_language, toy_model
 from mha_course.checks._core import (
     Exercise,
     first_match,
@@ -15,6 +14,7 @@ from mha_course.checks._core import (
     run_public,
     shape_problem,
 )
+from mha_course.models import toy_language, toy_model
 
 __all__ = ["check_head_importance", "EXERCISES"]
 
@@ -128,7 +128,8 @@ def _diagnose_ablation(case, got, expected):
 
 
 def check_head_importance(head_importance) -> None:
-    """head_importance(model, inputs, targets, at, lengths) -> (n_layers, n_heads) loss increases."""
+    """head_importance(model, inputs, targets, at, lengths) -> (n_layers, n_heads) loss
+    increases."""
     run_public(_BY_ID["ablation"], [head_importance])
 
 EXERCISES: list[Exercise] = [

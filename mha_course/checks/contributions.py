@@ -75,7 +75,8 @@ def _diagnose(case, got, expected):
         return problem
     if close(got, expected):
         return None
-    strided = W_O.reshape(d_v, n_heads, -1).swapaxes(0, 1)  # (n_heads, d_v, d_model): every h-th row
+    # every h-th row: the blocks of a W^O read as if its rows were interleaved
+    strided = W_O.reshape(d_v, n_heads, -1).swapaxes(0, 1)  # (n_heads, d_v, d_model)
     plain = contributions.head_contributions(heads, W_O)  # (..., n_heads, n, d_model)
     found = first_match(got, {
         "head i's block of W^O is the d_v consecutive rows i*d_v to (i+1)*d_v; you took every "

@@ -20,7 +20,8 @@ __all__ = ["EXERCISES", "check_pruning_order", "interacting_scores"]
 def interacting_scores(base, interaction):
     """score_fn(gates) -> (n_layers, n_heads) = base + (M @ (1 - gates.ravel())) reshaped:
     base (n_layers, n_heads), M (n_total, n_total). Checks the gates' shape."""
-    base, interaction = np.asarray(base, dtype=np.float64), np.asarray(interaction, dtype=np.float64)
+    base = np.asarray(base, dtype=np.float64)  # (n_layers, n_heads)
+    interaction = np.asarray(interaction, dtype=np.float64)  # (n_total, n_total)
 
     def score_fn(gates):
         gates = np.asarray(gates, dtype=np.float64)
@@ -92,7 +93,8 @@ def _as_order(got, n_layers, n_heads, name) -> tuple[np.ndarray | None, str | No
         return None, (f"{name} returned (layer, head) pairs: return flat indices, "
                       f"layer * n_heads + head")
     if order.shape != (n_total,):
-        return None, f"{name} returned shape {order.shape}; expected ({n_total},), one index per head"
+        return None, (f"{name} returned shape {order.shape}; expected ({n_total},), one index "
+                      "per head")
     if order.dtype.kind == "f" and not np.array_equal(order, np.round(order)):
         return None, f"{name} returned fractions: return integer indices into importance.ravel()"
     order = order.astype(np.int64)
