@@ -12,10 +12,13 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from mha_course.analysis import activations, probing
+from mha_course.analysis import activations, alignment, probing
 from mha_course.analysis.alignment import word_attention
+from mha_course.experiments import controls
+from mha_course.experiments.activations import collect_minilm, collect_toy
 from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
+from mha_course.models.minilm import load_minilm
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +39,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def toy_acts(shipped, sentences):
-    return activations.collect_toy(shipped, sentences)
+    return collect_toy(shipped, sentences)
 
 
 def fake_acts(heads, tokens, sentence):
@@ -54,7 +57,8 @@ def test_collect_toy(shipped, sentences, toy_acts):
     n_tokens = sum(len(s) for s in sentences)
     cfg = shipped.config
     assert toy_acts.heads.shape == (cfg.n_layers, cfg.n_heads, n_tokens, cfg.d_k)
-    assert toy_acts.attn_out.shape == toy_acts.residual.shape == (cfg.n_layers, n_tokens, cfg.d_model)
+    layer_shape = (cfg.n_layers, n_tokens, cfg.d_model)
+    assert toy_acts.attn_out.shape == toy_acts.residual.shape == layer_shape
     assert toy_acts.tokens == [t for s in sentences for t in s.tokens]
     k = 7  # the rows of sentence k are its tokens, in order, and match a forward pass alone
     rows = toy_acts.sentence == k
@@ -68,16 +72,15 @@ def test_collect_toy(shipped, sentences, toy_acts):
         concat = toy_acts.heads[layer].transpose(1, 0, 2).reshape(n_tokens, -1)
         np.testing.assert_allclose(toy_acts.attn_out[layer], concat @ p.W_O + p.b_O, atol=1e-4)
     # gates reach the model: every head off leaves only the output bias
-    off = activations.collect_toy(shipped, sentences[:5], head_gates=np.zeros((2, 8)))
-    np.testing.assert_allclose(off.attn_out[1], np.broadcast_to(off.params[1].b_O, off.attn_out[1].shape),
-                               atol=1e-6)
+    off = collect_toy(shipped, sentences[:5], head_gates=np.zeros((2, 8)))
+    np.testing.assert_allclose(off.attn_out[1],
+                               np.broadcast_to(off.params[1].b_O, off.attn_out[1].shape), atol=1e-6)
     with pytest.raises(TypeError, match="non-empty list"):
-        activations.collect_toy(shipped, [])
+        collect_toy(shipped, [])
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    from mha_course.models.minilm import load_minilm
     return load_minilm()
 
 
@@ -86,40 +89,45 @@ MINILM_TEXTS = ["The unbelievably tall giraffes were eating leaves.",
 
 
 def test_collect_minilm_pools_pieces_into_words(minilm):
-    from mha_course.analysis import alignment
-
     parses = alignment.parse(MINILM_TEXTS)
-    results = minilm.run_many(MINILM_TEXTS)
+    cache = minilm.run(MINILM_TEXTS)
     for pooling in ("mean", "first"):
-        acts = activations.collect_minilm(minilm, MINILM_TEXTS, parses=parses, pooling=pooling)
+        acts = collect_minilm(minilm, MINILM_TEXTS, parses=parses, pooling=pooling)
         assert acts.n_sentences == 3 and acts.heads.shape[:2] == (6, 12)
-        for k, (r, aligned) in enumerate(zip(results, acts.annotations)):
+        for k, aligned in enumerate(acts.annotations):
             rows = np.flatnonzero(acts.sentence == k)
             assert len(rows) == aligned.n_words
             assert acts.tokens[rows[1]] == aligned.words[1].lower()
+            Z, hidden = cache.z_of(k), cache.residual[1:, k]  # (L, H, n, d_v), (L, n_pad, d_model)
             for w in range(aligned.n_words):
                 pieces = np.flatnonzero(aligned.word_index == w)
-                pick = (lambda a: a.mean(axis=-2)) if pooling == "mean" else (lambda a: a[..., 0, :])
-                np.testing.assert_allclose(acts.heads[:, :, rows[w]], pick(r.heads[:, :, pieces]),
+                pick = ((lambda a: a.mean(axis=-2)) if pooling == "mean"
+                        else (lambda a: a[..., 0, :]))
+                np.testing.assert_allclose(acts.heads[:, :, rows[w]], pick(Z[:, :, pieces]),
                                            atol=1e-5)  # (n_layers, n_heads, d_v)
-                np.testing.assert_allclose(acts.residual[:, rows[w]],
-                                           pick(r.hidden_states[1:, pieces]), atol=1e-4)
+                np.testing.assert_allclose(acts.residual[:, rows[w]], pick(hidden[:, pieces]),
+                                           atol=1e-4)
             assert acts.attentions[k].shape == (6, 12, aligned.n_words, aligned.n_words)
-            np.testing.assert_allclose(acts.attentions[k], word_attention(r.attentions, aligned.word_index))
+            np.testing.assert_allclose(acts.attentions[k],
+                                       word_attention(cache.attention_of(k), aligned.word_index))
         multi = [w for w in range(acts.annotations[0].n_words)
                  if (acts.annotations[0].word_index == w).sum() > 1]
         assert multi, "the test sentence should have a word of several pieces"
-    pieces = activations.collect_minilm(minilm, MINILM_TEXTS, pooling=None)
-    np.testing.assert_allclose(pieces.heads[:, :, pieces.sentence == 0], results[0].heads, atol=1e-6)
+    pieces = collect_minilm(minilm, MINILM_TEXTS, pooling=None)
+    np.testing.assert_allclose(pieces.heads[:, :, pieces.sentence == 0], cache.z_of(0), atol=1e-6)
     np.testing.assert_allclose(pieces.attn_in[:, pieces.sentence == 1],
-                               results[1].hidden_states[:-1], atol=1e-6)
+                               cache[1].residual[:-1, 0], atol=1e-6)
     p = pieces.params[3]
     concat = pieces.heads[3].transpose(1, 0, 2).reshape(pieces.n_tokens, -1)
     np.testing.assert_allclose(pieces.attn_out[3], concat @ p.W_O + p.b_O, atol=1e-4)
     with pytest.raises(ValueError, match="pooling must be one of"):
-        activations.collect_minilm(minilm, MINILM_TEXTS, pooling="max")
+        collect_minilm(minilm, MINILM_TEXTS, pooling="max")
     with pytest.raises(ValueError, match="one parse per text"):
-        activations.collect_minilm(minilm, MINILM_TEXTS, parses=parses[:2])
+        collect_minilm(minilm, MINILM_TEXTS, parses=parses[:2])
+    with pytest.raises(ValueError, match="needs annotations"):
+        activations.from_cache(cache, pieces.params, pooling="mean")
+    with pytest.raises(ValueError, match="one entry per layer"):
+        activations.from_cache(cache, pieces.params[:2])
 
 
 # --------------------------------------------------------------------------- labels
@@ -149,7 +157,7 @@ def test_toy_labels_follow_the_grammar(sentences):
             if h >= 0:
                 assert r[h] == "nsubj" and h < v
                 after = [j for j in range(v + 1, len(s)) if r[j] == "obj"]
-                assert after, f"verb {s.tokens[v]} has no object in {s.text}"  # ... and has an object
+                assert after, f"verb {s.tokens[v]} has no object in {s.text}"  # ... and has one
         start += len(s)
     assert (role == "subject").sum() == (rel == "nsubj").sum()
     assert (role == "object").sum() == (rel == "obj").sum()
@@ -209,7 +217,7 @@ def test_control_labels_fix_one_random_label_per_word_type(sentences):
         probing.control_labels(labels, types[:-1])
 
 
-# --------------------------------------------------------------------------- probes with known answers
+# ----------------------------------------------------------------------- probes with known answers
 def test_random_features_give_chance_accuracy_and_zero_selectivity(sentences):
     labels = probing.toy_labels(sentences)["pos"]
     types = [t for s in sentences for t in s.tokens]
@@ -233,7 +241,8 @@ def test_a_planted_head_is_found(sentences):
     n = len(types)
     heads = rng.standard_normal((2, 3, n, 8)).astype(np.float32)  # (n_layers, n_heads, n, d)
     classes = sorted(set(labels) - {""})
-    one_hot = np.array([[lab == c for c in classes] + [False] * (8 - len(classes)) for lab in labels])
+    one_hot = np.array([[lab == c for c in classes] + [False] * (8 - len(classes))
+                        for lab in labels])
     heads[1, 2] = one_hot * 3.0 + 0.3 * rng.standard_normal((n, 8))
     result = probing.probe_heads(fake_acts(heads, types, sentence), labels, task="role",
                                  layer_features=())
@@ -255,7 +264,8 @@ def test_word_identity_gets_accuracy_but_no_selectivity(sentences):
     identity = np.eye(len(vocab))[[vocab[t] for t in types]]  # (n_tokens, n_types)
     train, test = probing.split_by_sentence(sentence, 0.3, seed=0)
     task = probing.probe_accuracy(identity, labels[keep], train, test)
-    control = probing.probe_accuracy(identity, probing.control_labels(labels[keep], types), train, test)
+    control = probing.probe_accuracy(identity, probing.control_labels(labels[keep], types), train,
+                                     test)
     assert task > 0.9 and control > 0.9 and abs(task - control) < 0.05, (task, control)
 
 
@@ -287,14 +297,15 @@ def test_probe_heads_on_the_toy_model_and_its_random_init(toy_acts, shipped, sen
     results = probing.probe_all(toy_acts, labels, tasks=("relation",), max_tokens=1000)
     r = results["relation"]
     assert r.accuracy.shape == r.selectivity.shape == (2, 8)
-    assert set(r.layer_accuracy) == {"attn_out", "residual"} and r.layer_accuracy["residual"].shape == (2,)
+    assert set(r.layer_accuracy) == {"attn_out", "residual"}
+    assert r.layer_accuracy["residual"].shape == (2,)
     assert r.n_train + r.n_test <= 1000
     assert 0.2 < r.n_test / (r.n_train + r.n_test) < 0.4
-    random_model = probing.random_init_toy(shipped.config, seed=0)
+    random_model = controls.random_init_toy(shipped.config, seed=0)
     assert not torch.equal(random_model.blocks[0].attn.W_Q, shipped.blocks[0].attn.W_Q)
-    assert torch.equal(probing.random_init_toy(shipped.config, seed=0).blocks[0].attn.W_Q,
+    assert torch.equal(controls.random_init_toy(shipped.config, seed=0).blocks[0].attn.W_Q,
                        random_model.blocks[0].attn.W_Q)
-    untrained = probing.probe_heads(activations.collect_toy(random_model, sentences),
+    untrained = probing.probe_heads(collect_toy(random_model, sentences),
                                     labels["relation"], max_tokens=1000)
     # training makes the heads' outputs carry the relation, beyond word identity
     assert r.selectivity.max() > untrained.selectivity.max() + 0.1
@@ -316,12 +327,12 @@ def test_role_agreement():
 
 
 def test_random_init_minilm(minilm):
-    random_model = probing.random_init_minilm(minilm, seed=0)
+    random_model = controls.random_init_minilm(minilm, seed=0)
     layer = random_model.params.layers[0]
     assert layer.attention.W_Q.shape == minilm.params.layers[0].attention.W_Q.shape
     np.testing.assert_array_equal(layer.ln_attn_gamma, 1.0)
     np.testing.assert_array_equal(layer.attention.b_O, 0.0)
     assert abs(float(layer.attention.W_Q.std()) - 0.02) < 0.002
     r = random_model.run("Dogs bark.")
-    np.testing.assert_allclose(r.attentions.sum(-1), 1.0, atol=1e-5)
-    assert np.abs(r.hidden_states - minilm.run("Dogs bark.").hidden_states).max() > 0.1
+    np.testing.assert_allclose(r.attention.sum(-1), 1.0, atol=1e-5)
+    assert np.abs(r.residual - minilm.run("Dogs bark.").residual).max() > 0.1

@@ -14,9 +14,20 @@ from threadpoolctl import threadpool_limits
 from mha_course.analysis import heads as H
 from mha_course.analysis.alignment import load_corpus
 from mha_course.analysis.real_roles import (
-    is_punctuation, layer_profile, minilm_layer_profile, minilm_role_scores, piece_sentence,
-    piece_sentences, rare_to_frequent_mass, rare_to_frequent_uniform, rare_word_chance,
-    with_syntax, word_counts, words_only)
+    is_punctuation,
+    layer_profile,
+    minilm_layer_profile,
+    minilm_role_scores,
+    piece_sentence,
+    piece_sentences,
+    rare_to_frequent_mass,
+    rare_to_frequent_uniform,
+    rare_word_chance,
+    with_syntax,
+    word_counts,
+    words_only,
+)
+from mha_course.models.cache import Cache
 from mha_course.models.minilm import load_minilm
 
 # A hand-made result: "The cat saw the aardvark." in word pieces, with its words.
@@ -46,10 +57,23 @@ ON_RARE = one_hot([5] * N)  # everything looks at "aard"
 
 
 def result(*heads_of_layers) -> SimpleNamespace:
-    """An EncoderResult-like object whose attentions stack the given layers of (N, N) heads."""
+    """An Encoding-like object (tokens, words, word_index) with attentions that stack the given
+    layers of (N, N) heads."""
     A = np.stack([np.stack(layer) for layer in heads_of_layers])  # (n_layers, n_heads, N, N)
     return SimpleNamespace(text="The cat saw the aardvark.", tokens=list(TOKENS),
                            words=list(WORDS), word_index=WORD_INDEX.copy(), attentions=A)
+
+
+def cache_of(*heads_of_layers, inputs="same") -> Cache:
+    """A one-text Cache whose attention stacks the given layers of (N, N) heads (the other
+    arrays are zeros: the role metrics read only the attention)."""
+    r = result(*heads_of_layers)
+    A = r.attentions[:, None]  # (n_layers, 1, n_heads, N, N)
+    L, _, n_heads = A.shape[:3]
+    return Cache(tokens=[list(TOKENS)], lengths=[N], attention=A,
+                 z=np.zeros((L, 1, n_heads, N, 2)), attn_in=np.zeros((L, 1, N, 4)),
+                 attn_out=np.zeros((L, 1, N, 4)), residual=np.zeros((L + 1, 1, N, 4)),
+                 inputs=[r] if inputs == "same" else inputs)
 
 
 # --------------------------------------------------------------------------- the annotations
@@ -89,7 +113,7 @@ def test_word_counts_are_lower_cased_and_leave_out_specials_and_punctuation():
 
 # --------------------------------------------------------------------------- known answers
 def test_planted_heads_score_what_they_were_built_to_do():
-    scores = minilm_role_scores([result([PREVIOUS, ON_CLS, UNIFORM, ON_SELF, COPY, ON_RARE])],
+    scores = minilm_role_scores(cache_of([PREVIOUS, ON_CLS, UNIFORM, ON_SELF, COPY, ON_RARE]),
                                 COUNTS)
     local, delimiter = scores["local"][0], scores["delimiter"][0]
     assert local[0] == 1.0  # previous token, [CLS] counting as the first word's neighbour
@@ -165,12 +189,12 @@ def test_layer_profile_of_a_local_layer_and_a_uniform_layer():
     uniform_all = distance.mean(axis=1)[WORD_QUERIES].mean()
     np.testing.assert_allclose(profile["mean_distance"], [1.0, uniform_all])
     np.testing.assert_allclose(profile["mean_distance_words"], [5 / 6, uniform_words])
-    same = minilm_layer_profile([result([PREVIOUS, PREVIOUS], [UNIFORM, UNIFORM])])
+    same = minilm_layer_profile(cache_of([PREVIOUS, PREVIOUS], [UNIFORM, UNIFORM]))
     assert all(np.allclose(same[k], profile[k]) for k in profile)
 
 
 def test_with_syntax_adds_the_word_level_roles_so_every_role_has_a_best_head():
-    scores = minilm_role_scores([result([PREVIOUS, ON_CLS, ON_SELF])], COUNTS)  # (1, 3) each
+    scores = minilm_role_scores(cache_of([PREVIOUS, ON_CLS, ON_SELF]), COUNTS)  # (1, 3) each
     syntactic, coreference = np.array([[0.2, 0.9, 0.1]]), np.array([[0.7, 0.0, 0.3]])
     report = SimpleNamespace(relations={"all": SimpleNamespace(dep_to_head=SimpleNamespace(
         accuracy=syntactic))}, coreference=SimpleNamespace(accuracy=coreference))
@@ -189,8 +213,14 @@ def test_with_syntax_adds_the_word_level_roles_so_every_role_has_a_best_head():
 
 def test_bad_input_is_refused_with_a_message():
     good = result([UNIFORM])
-    with pytest.raises(ValueError, match="at least one result"):
-        minilm_role_scores([], COUNTS)
+    with pytest.raises(TypeError, match="takes the Cache of model.run"):
+        minilm_role_scores([good], COUNTS)
+    with pytest.raises(ValueError, match="needs cache.inputs"):
+        minilm_layer_profile(cache_of([UNIFORM], inputs=None))
+    other = SimpleNamespace(tokens=TOKENS[:-2] + ["!", "[SEP]"], words=WORDS[:-2] + ["!", "[SEP]"],
+                            word_index=WORD_INDEX.copy())
+    with pytest.raises(ValueError, match=r"cache.inputs\[0\] has other tokens"):
+        minilm_role_scores(cache_of([UNIFORM], inputs=[other]), COUNTS)
     with pytest.raises(ValueError, match=r"start with \[CLS\] and end with \[SEP\]"):
         piece_sentence(SimpleNamespace(tokens=TOKENS[1:], words=WORDS[1:],
                                        word_index=WORD_INDEX[1:] - 1), COUNTS)
@@ -199,54 +229,53 @@ def test_bad_input_is_refused_with_a_message():
                        COUNTS)
     with pytest.raises(ValueError, match="rare_max_count must be an int >= 0"):
         piece_sentence(good, COUNTS, rare_max_count=-1)
-    bad = SimpleNamespace(**{**vars(good), "attentions": np.full((1, 1, 8, 8), 1 / 8)})
-    with pytest.raises(ValueError, match=r"\(n_layers, n_heads, n, n\) with n = 9.*\(1, 1, 8, 8\)"):
-        minilm_role_scores([bad], COUNTS)
 
 
 # --------------------------------------------------------------------------- MiniLM
 @pytest.fixture(scope="module")
 def minilm():
-    """The model, the first 40 corpus sentences through it, and word counts of the whole corpus
-    (from the tokenizer alone: counting needs words, not a forward pass)."""
+    """The model, the first 40 corpus sentences through it (one Cache), and word counts of the
+    whole corpus (from the tokenizer alone: counting needs words, not a forward pass)."""
     with threadpool_limits(limits=1, user_api="blas"):  # shared cores: see test_pretrained.py
         model = load_minilm("numpy", "float32")
         corpus = load_corpus()
-        results = [model.run(text) for text in corpus[:40]]
+        cache = model.run(corpus[:40])
         counts = word_counts(model.encode(text) for text in corpus)
-        yield model, results, counts
+        yield model, cache, counts
 
 
 def test_attend_is_what_the_explorer_needs(minilm):
-    model, results, _ = minilm
+    model, cache, _ = minilm
     tokens, weights = model.attend(load_corpus()[0])
-    assert tokens == results[0].tokens
-    np.testing.assert_array_equal(weights, results[0].attentions)
+    assert tokens == cache.tokens[0]
+    np.testing.assert_allclose(weights, cache.attention_of(0), atol=1e-5)  # batch: other rounding
     with pytest.raises(ValueError, match="at least one word"):
         model.attend("   ")
 
 
-def test_counting_encodings_or_results_gives_the_same_words(minilm):
-    model, results, counts = minilm
-    assert word_counts(results) == word_counts(model.encode(r.text) for r in results)
+def test_counting_the_cache_inputs_or_the_corpus_gives_the_same_words(minilm):
+    model, cache, counts = minilm
+    assert [enc.text for enc in cache.inputs] == load_corpus()[:40]  # the texts, in order
+    assert word_counts(cache.inputs) == word_counts(model.encode(t) for t in load_corpus()[:40])
     assert counts["the"] > 300 and sum(c == 1 for c in counts.values()) > len(counts) / 2
 
 
 # The thresholds below were measured on MiniLM over the whole corpus (299 sentences) and over
 # four 40-sentence slices of it (0-20, 0-40, 100-140, 200-240); each is set with room to spare.
 def test_minilm_layer_0_head_2_is_a_previous_token_head(minilm):
-    _, results, counts = minilm
-    scores = minilm_role_scores(results, counts)
+    _, cache, counts = minilm
+    scores = minilm_role_scores(cache, counts)
     # measured local 0.9995-0.9998 on every slice (the next best head, L1H8, about 0.64)
     assert scores["local"][0, 2] >= 0.99
     assert np.unravel_index(scores["local"].argmax(), scores["local"].shape) == (0, 2)
-    previous = [np.diagonal(r.attentions[0, 2], offset=-1).min() for r in results]
+    previous = [np.diagonal(cache.attention_of(b)[0, 2], offset=-1).min()
+                for b in range(len(cache))]
     assert min(previous) > 0.95  # every piece, in every sentence, on the piece before it
 
 
 def test_minilm_has_a_duplicate_head_but_no_identity_head(minilm):
-    _, results, counts = minilm
-    scores = minilm_role_scores(results, counts)
+    _, cache, counts = minilm
+    scores = minilm_role_scores(cache, counts)
     # measured: L0H8 duplicate 0.84-0.88, while no head puts more than 0.18 on the piece itself
     assert np.unravel_index(scores["duplicate"].argmax(), (6, 12)) == (0, 8)
     assert scores["duplicate"][0, 8] >= 0.7
@@ -254,9 +283,9 @@ def test_minilm_has_a_duplicate_head_but_no_identity_head(minilm):
 
 
 def test_minilm_rare_target_head_sits_in_the_last_layer_and_beats_chance(minilm):
-    _, results, counts = minilm
-    scores = minilm_role_scores(results, counts)
-    chance = rare_word_chance(piece_sentences(results, counts))
+    _, cache, counts = minilm
+    scores = minilm_role_scores(cache, counts)
+    chance = rare_word_chance(piece_sentences(cache.inputs, counts))
     layer, head = np.unravel_index(np.nanargmax(scores["rare_target"]), (6, 12))
     # measured: best 0.66-0.75 (L5H4, L5H7 or L5H11) against a chance level of 0.29-0.32
     assert layer == 5
@@ -264,8 +293,8 @@ def test_minilm_rare_target_head_sits_in_the_last_layer_and_beats_chance(minilm)
 
 
 def test_minilm_layers_park_on_delimiters_in_the_middle_and_look_widest_at_the_top(minilm):
-    _, results, _ = minilm
-    profile = minilm_layer_profile(results)
+    _, cache, _ = minilm
+    profile = minilm_layer_profile(cache)
     # measured: delimiter mass 0.30 (layer 0), 0.56-0.66 (layers 1-4), 0.42 (layer 5)
     assert (profile["delimiter"][1:5] > 0.5).all() and (profile["delimiter"][[0, 5]] < 0.47).all()
     # measured, words only: 3.4-3.9, 2.6-2.9, 2.8-3.1, 3.5-3.9, 3.3-3.7, 3.8-4.4 pieces

@@ -1,8 +1,8 @@
 """Linear probes on each head's output Z_i: what does a head *encode*, as opposed to what it
 attends to?
 
-    acts = activations.collect_toy(model, sentences)          # or collect_minilm(minilm, texts)
-    labels = toy_labels(sentences)                             # or minilm_labels(acts.annotations)
+    acts = collect_toy(model, sentences)        # experiments.activations (or collect_minilm)
+    labels = toy_labels(sentences)              # or minilm_labels(acts.annotations)
     result = probe_heads(acts, labels["role"], seed=0)
     result.accuracy, result.control_accuracy, result.selectivity    # each (n_layers, n_heads)
 
@@ -15,8 +15,8 @@ controls keep the number honest:
 - the control task (Hewitt & Liang 2019): every word type gets a random, fixed label, so the only
   way to score is to memorise types. selectivity = task accuracy - control accuracy; a high
   selectivity means the head's output carries the property beyond the word's identity.
-- a randomly initialised model of the same shape (`random_init_toy`, `random_init_minilm`):
-  what the architecture and the input embeddings give before any training.
+- a randomly initialised model of the same shape (`experiments.controls.random_init_toy`,
+  `random_init_minilm`): what the architecture and the input embeddings give before training.
 
 Tasks: "pos" (part of speech), "role" (subject / object / determiner / other) and "relation"
 (the dependency relation to the word's head). On MiniLM they come from spaCy's parse; on the toy
@@ -26,13 +26,17 @@ language they are read off the grammar (see `toy_labels`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import spearmanr
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 __all__ = ["TASKS", "toy_labels", "minilm_labels", "split_by_sentence", "control_labels",
            "probe_accuracy", "ProbeResult", "probe_heads", "probe_all", "role_agreement",
-           "random_init_toy", "random_init_minilm", "summary_lines"]
+           "summary_lines"]
 
 TASKS = ("pos", "role", "relation")
 SUBJECT_DEPS = ("nsubj", "nsubjpass")
@@ -81,8 +85,9 @@ def _toy_sentence_labels(s) -> dict[str, list[str]]:
 
 
 def toy_labels(sentences) -> dict[str, np.ndarray]:
-    """Labels of every token of toy sentences, concatenated as `activations.collect_toy` rows:
-    {"pos", "role", "relation"} -> (n_tokens,) strings, "" for [CLS] and [SEP] (not probed).
+    """Labels of every token of toy sentences, concatenated as the rows of an `Activations`
+    (`experiments.activations.collect_toy`): {"pos", "role", "relation"} -> (n_tokens,)
+    strings, "" for [CLS] and [SEP] (not probed).
 
     pos: the lexicon's part of speech. relation, read off the grammar (`toy_language`), in
     Universal Dependencies names: nsubj (the noun a verb agrees with), obj (the first noun, name
@@ -98,8 +103,8 @@ def toy_labels(sentences) -> dict[str, np.ndarray]:
 
 def minilm_labels(aligned, min_count: int = 10) -> dict[str, np.ndarray]:
     """Labels of every word of `AlignedSentence`s (spaCy's parse), concatenated as the rows of
-    `activations.collect_minilm`: {"pos", "role", "relation"} -> (n_words,) strings, "" for
-    [CLS], [SEP] and words the parser did not cover.
+    `experiments.activations.collect_minilm`: {"pos", "role", "relation"} -> (n_words,)
+    strings, "" for [CLS], [SEP] and words the parser did not cover.
 
     pos: spaCy's coarse (Universal) part of speech; relation: the dependency label ("ROOT" for
     the root), with labels seen fewer than `min_count` times in the corpus merged into "other";
@@ -187,10 +192,6 @@ def probe_accuracy(features, labels, train, test, *, max_iter: int = 200, C: flo
     slightly different point, and an accuracy can move by one test token from one machine to
     the next. One thread makes a probe's result depend on the seed and the data only.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-
     features = np.asarray(features)
     labels = np.asarray(labels).astype(str)
     if features.ndim != 2 or len(features) != len(labels):
@@ -333,12 +334,13 @@ def summary_lines(results: dict, *, feature: str = "residual", layers: str = "la
                          f"layer_features=({feature!r},)")
     tail = (f"{'last layer output:':<18}{'accuracy':>9}{'control':>8}{'select.':>8}"
             if layers == "last" else "layer output: select. L0 …")
-    lines = [f"{'task':<9}{'classes':>7}{'chance':>7}  {'best head':<9}{'accuracy':>9}{'control':>8}"
-             f"{'select.':>8}   {tail}"]
+    lines = [f"{'task':<9}{'classes':>7}{'chance':>7}  {'best head':<9}{'accuracy':>9}"
+             f"{'control':>8}{'select.':>8}   {tail}"]
     for task, r in results.items():
         layer, head, sel = r.best_head()  # by selectivity
         line = (f"{task:<9}{len(r.classes):7d}{r.majority:7.2f}  {f'L{layer}H{head}':<9}"
-                f"{r.accuracy[layer, head]:9.2f}{r.control_accuracy[layer, head]:8.2f}{sel:8.2f}   ")
+                f"{r.accuracy[layer, head]:9.2f}{r.control_accuracy[layer, head]:8.2f}"
+                f"{sel:8.2f}   ")
         if layers == "last":
             line += (f"{'':<18}{r.layer_accuracy[feature][-1]:9.2f}"
                      f"{r.layer_control_accuracy[feature][-1]:8.2f}"
@@ -353,8 +355,6 @@ def role_agreement(table, role_scores: dict) -> dict[str, float]:
     """Spearman rank correlation, over heads, between a probe table (n_layers, n_heads) and each
     attention-role score table (e.g. `heads.head_scores`): does the head that *attends* to a
     relation also *encode* the property? NaN where a table is constant."""
-    from scipy.stats import spearmanr
-
     table = np.asarray(table, dtype=float)
     out = {}
     for role, scores in role_scores.items():
@@ -368,51 +368,3 @@ def role_agreement(table, role_scores: dict) -> dict[str, float]:
         else:
             out[role] = float(spearmanr(table[ok], scores[ok]).statistic)
     return out
-
-
-# --------------------------------------------------------------------------- random-init controls
-def random_init_toy(config, seed: int = 0):
-    """An untrained `ToyTransformer` of the given config (seeded, without touching torch's
-    global random state)."""
-    import torch
-
-    from mha_course.models.toy_model import ToyTransformer
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return ToyTransformer(config).eval()
-
-
-def _random_like(obj, rng, std: float, name: str = ""):
-    """A copy of a params dataclass with BERT's initialisation: weights N(0, std^2), biases and
-    LayerNorm betas 0, LayerNorm gammas 1."""
-    if is_dataclass(obj):
-        return type(obj)(**{f.name: _random_like(getattr(obj, f.name), rng, std, f.name)
-                            for f in fields(obj)})
-    if isinstance(obj, list):
-        return [_random_like(item, rng, std, name) for item in obj]
-    if obj is None:
-        return None
-    a = np.asarray(obj)
-    if name.endswith("gamma"):
-        return np.ones_like(a)
-    if name.endswith("beta") or name.startswith("b_"):
-        return np.zeros_like(a)
-    return (rng.standard_normal(a.shape) * std).astype(a.dtype)
-
-
-def random_init_minilm(model, seed: int = 0, std: float = 0.02):
-    """A MiniLM of the same shape, tokenizer and backend with untrained weights (BERT's
-    initialisation: N(0, 0.02^2) weights, zero biases, unit LayerNorm)."""
-    from mha_course.models.minilm.model import MiniLM
-
-    params = model.params
-    if model.backend == "torch":
-        params = params.map(lambda t: t.detach().cpu().numpy())
-    params = _random_like(params, np.random.default_rng(seed), std)
-    if model.backend == "torch":
-        import torch
-
-        device = model.params.word_embeddings.device
-        params = params.map(lambda a: torch.as_tensor(a, device=device))
-    return MiniLM(model.config, params, model.tokenizer, model.backend, model.dtype)

@@ -1,15 +1,16 @@
 """The specialization lab's role metrics (`analysis.heads`) on a real model's word pieces.
 
 `analysis.heads` scores heads from attention arrays (n_layers, n_heads, n, n) and sentence
-annotations: `tokens`, `is_delimiter`, `is_rare`, `head`, `coref`, `rare_context`. The toy language ships those
-annotations; for MiniLM this module builds them from an `EncoderResult`, at the level of word
+annotations: `tokens`, `is_delimiter`, `is_rare`, `head`, `coref`, `rare_context`. The toy
+language ships those annotations; for MiniLM this module builds them from the model's `Cache`
+(its `inputs` are the texts' `Encoding`s: pieces, words, word_index), at the level of word
 pieces, which is where the attention lives:
 
 - delimiter: [CLS], [SEP] and every punctuation piece (a piece with no letter or digit: "." ","
   "?" and also the "'" of "don ' t" and the "-" of "well - known", which WordPiece splits off);
 - rare: every non-punctuation piece of a word seen at most `rare_max_count` times (default 1) in
   a reference corpus, usually the course's 299 sentences (`alignment.load_corpus()`). Words are
-  the model's own words (`EncoderResult.words`, lower-cased): "don't" is one word, not "don" "'"
+  the model's own words (`Encoding.words`, lower-cased): "don't" is one word, not "don" "'"
   "t". A word seen once is a hapax legomenon, the tail of the Zipf curve: in the course corpus
   67% of the 1,444 word types but 26% of the 3,761 running words. A word the corpus never saw
   counts 0 and is rare. Corpus frequency, not "continues a word (##)": a word split into pieces
@@ -24,12 +25,13 @@ pieces, which is where the attention lives:
   tables to the piece-level ones, so that `heads.best_heads` and `heads.classify_heads` see every
   role of `heads.ROLES`.
 
-    counts = word_counts(corpus_results)               # from the model's runs of the corpus
-    scores = minilm_role_scores(results, counts)       # {"local": (n_layers, n_heads), ...}
-    profile = minilm_layer_profile(results)            # {"entropy": (n_layers,), ...}
-    sentences = piece_sentences(results, counts)
-    on_cls = mass_on_tokens(result.attentions, result.tokens)["[CLS]"]  # (n_layers, n_heads)
-    mass = rare_to_frequent_mass([r.attentions for r in results], sentences)  # (n_layers, n_heads)
+    cache = model.run(texts)                           # a Cache; cache.inputs: the Encodings
+    counts = word_counts(model.encode(t) for t in corpus)   # or word_counts(cache.inputs)
+    scores = minilm_role_scores(cache, counts)         # {"local": (n_layers, n_heads), ...}
+    profile = minilm_layer_profile(cache)              # {"entropy": (n_layers,), ...}
+    sentences = piece_sentences(cache.inputs, counts)
+    on_cls = mass_on_tokens(cache.attention_of(0), cache.tokens[0])["[CLS]"]  # (L, H)
+    mass = rare_to_frequent_mass(attentions, sentences)  # (n_layers, n_heads)
     uniform = rare_to_frequent_uniform(sentences)      # the same for an even spread
 
 Heads park attention on [CLS] (the attention sink), which makes a broad-looking row out of a
@@ -47,6 +49,7 @@ import numpy as np
 
 from mha_course.analysis import heads
 from mha_course.analysis.syntax import attention_sink
+from mha_course.models.cache import Cache
 
 __all__ = ["SPECIAL_PIECES", "RARE_MAX_COUNT", "PieceSentence", "is_punctuation", "word_counts",
            "piece_sentence", "piece_sentences", "minilm_role_scores", "rare_word_chance",
@@ -79,72 +82,76 @@ def is_punctuation(piece: str) -> bool:
     return piece not in SPECIAL_PIECES and bool(piece) and not any(c.isalnum() for c in piece)
 
 
-def _inner_words(result) -> list[str]:
-    """The result's words without [CLS] and [SEP], lower-cased (MiniLM is uncased)."""
-    return [w.lower() for w in result.words[1:-1]]
+def _inner_words(encoding) -> list[str]:
+    """The text's words without [CLS] and [SEP], lower-cased (MiniLM is uncased)."""
+    return [w.lower() for w in encoding.words[1:-1]]
 
 
-def word_counts(results) -> collections.Counter:
-    """How often each word occurs in `results` (anything with `words`, e.g. `EncoderResult` or
-    `Encoding`), lower-cased, [CLS], [SEP] and punctuation words left out."""
+def word_counts(encodings) -> collections.Counter:
+    """How often each word occurs in `encodings` (anything with `words`: MiniLM's `Encoding`s,
+    e.g. `cache.inputs`), lower-cased, [CLS], [SEP] and punctuation words left out."""
     counts = collections.Counter()
-    for r in results:
-        counts.update(w for w in _inner_words(r) if not is_punctuation(w))
+    for enc in encodings:
+        counts.update(w for w in _inner_words(enc) if not is_punctuation(w))
     return counts
 
 
-def _check_result(result, where: str) -> int:
-    tokens = list(result.tokens)
+def _check_encoding(encoding, where: str) -> int:
+    tokens = list(encoding.tokens)
     n = len(tokens)
     if n < 3 or tokens[0] != "[CLS]" or tokens[-1] != "[SEP]":
         raise ValueError(f"{where}: tokens must start with [CLS] and end with [SEP] around at "
                          f"least one piece; got {tokens[:3]}...{tokens[-2:]}")
-    word_index = np.asarray(result.word_index)
-    if word_index.shape != (n,) or word_index[0] != 0 or word_index[-1] != len(result.words) - 1:
+    word_index = np.asarray(encoding.word_index)
+    if word_index.shape != (n,) or word_index[0] != 0 or word_index[-1] != len(encoding.words) - 1:
         raise ValueError(f"{where}: word_index must be ({n},), 0 for [CLS] and "
-                         f"{len(result.words) - 1} (the last word) for [SEP]; got shape "
+                         f"{len(encoding.words) - 1} (the last word) for [SEP]; got shape "
                          f"{word_index.shape}")
     return n
 
 
-def piece_sentence(result, counts: Mapping[str, int],
+def piece_sentence(encoding, counts: Mapping[str, int],
                    rare_max_count: int = RARE_MAX_COUNT) -> PieceSentence:
-    """The `PieceSentence` of one result (tokens, words, word_index), rare words looked up in
-    `counts` (e.g. `word_counts` of the corpus; a word missing from it counts 0)."""
-    n = _check_result(result, "result")
+    """The `PieceSentence` of one text's `Encoding` (tokens, words, word_index), rare words
+    looked up in `counts` (e.g. `word_counts` of the corpus; a word missing from it counts 0)."""
+    n = _check_encoding(encoding, "encoding")
     if not isinstance(rare_max_count, (int, np.integer)) or rare_max_count < 0:
         raise ValueError(f"rare_max_count must be an int >= 0 (a word seen at most that often is "
                          f"rare); got {rare_max_count!r}")
-    tokens = list(result.tokens)
+    tokens = list(encoding.tokens)
     is_delimiter = np.array([t in SPECIAL_PIECES or is_punctuation(t) for t in tokens])  # (n,)
-    words = [""] + _inner_words(result) + [""]  # (n_words,), the specials as ""
-    word_of_piece = np.asarray(result.word_index)  # (n,)
+    words = [""] + _inner_words(encoding) + [""]  # (n_words,), the specials as ""
+    word_of_piece = np.asarray(encoding.word_index)  # (n,)
     rare_word = np.array([bool(w) and counts.get(w, 0) <= rare_max_count for w in words])
     is_rare = rare_word[word_of_piece] & ~is_delimiter  # (n,)
     none = np.full(n, -1, dtype=np.int64)  # (n,)
     return PieceSentence(tokens, is_delimiter, is_rare, none, none.copy(), none.copy())
 
 
-def piece_sentences(results, counts: Mapping[str, int],
+def piece_sentences(encodings, counts: Mapping[str, int],
                     rare_max_count: int = RARE_MAX_COUNT) -> list[PieceSentence]:
-    """`piece_sentence` for each result."""
-    return [piece_sentence(r, counts, rare_max_count) for r in results]
+    """`piece_sentence` for each encoding (e.g. `cache.inputs`)."""
+    return [piece_sentence(enc, counts, rare_max_count) for enc in encodings]
 
 
-def _attentions(results, sentences) -> list[np.ndarray]:
-    attentions = [np.asarray(r.attentions) for r in results]
-    for k, (A, s) in enumerate(zip(attentions, sentences)):
-        n = len(s.tokens)
-        if A.ndim != 4 or A.shape[-2:] != (n, n):
-            raise ValueError(f"results[{k}]: attentions must be (n_layers, n_heads, n, n) with "
-                             f"n = {n} pieces; got shape {A.shape}")
-    return attentions
+def _cache_sentences(cache: Cache, counts, rare_max_count, what: str):
+    """(one (n_layers, n_heads, n, n) per text, one PieceSentence per text) of a MiniLM Cache."""
+    if not isinstance(cache, Cache):
+        raise TypeError(f"{what} takes the Cache of model.run(texts); got "
+                        f"{type(cache).__name__}")
+    if cache.inputs is None:
+        raise ValueError(f"{what} needs cache.inputs, the texts' Encodings (words, word_index)")
+    sentences = piece_sentences(cache.inputs, counts, rare_max_count)
+    for b, s in enumerate(sentences):
+        if list(s.tokens) != list(cache.tokens[b]):
+            raise ValueError(f"cache.inputs[{b}] has other tokens than cache.tokens[{b}]")
+    return [cache.attention_of(b) for b in range(len(cache))], sentences
 
 
-def minilm_role_scores(results, counts: Mapping[str, int],
+def minilm_role_scores(cache: Cache, counts: Mapping[str, int],
                        rare_max_count: int = RARE_MAX_COUNT) -> dict[str, np.ndarray]:
-    """Every piece-level role score of `analysis.heads`, pooled over the results; each value is
-    (n_layers, n_heads):
+    """Every piece-level role score of `analysis.heads`, pooled over the texts of `cache` (what
+    `MiniLM.run(texts)` returned); each value is (n_layers, n_heads):
 
     local, delimiter, rare_target (Voita's: any piece TO a rare piece), identity (the mass on
     the piece's own position), duplicate (a repeated piece TO its earlier occurrence), entropy
@@ -154,11 +161,7 @@ def minilm_role_scores(results, counts: Mapping[str, int],
     [SEP] (`analysis.syntax.attention_sink`). syntactic and coreference are not here: see
     `with_syntax`.
     """
-    results = list(results)
-    if not results:
-        raise ValueError("minilm_role_scores needs at least one result")
-    sentences = piece_sentences(results, counts, rare_max_count)
-    attentions = _attentions(results, sentences)
+    attentions, sentences = _cache_sentences(cache, counts, rare_max_count, "minilm_role_scores")
     scores = heads.head_scores(attentions, sentences)
     for role in ("syntactic", "coreference"):  # no piece-level gold: NaN tables, left out
         del scores[role]
@@ -243,13 +246,10 @@ def layer_profile(attentions, sentences) -> dict[str, np.ndarray]:
     return {name: table.mean(axis=1) for name, table in per_head.items()}  # each (n_layers,)
 
 
-def minilm_layer_profile(results) -> dict[str, np.ndarray]:
-    """`layer_profile` of MiniLM results (rare words play no part, so no corpus counts)."""
-    results = list(results)
-    if not results:
-        raise ValueError("minilm_layer_profile needs at least one result")
-    sentences = piece_sentences(results, counts={})
-    return layer_profile(_attentions(results, sentences), sentences)
+def minilm_layer_profile(cache: Cache) -> dict[str, np.ndarray]:
+    """`layer_profile` of MiniLM's Cache (rare words play no part, so no corpus counts)."""
+    attentions, sentences = _cache_sentences(cache, {}, RARE_MAX_COUNT, "minilm_layer_profile")
+    return layer_profile(attentions, sentences)
 
 
 def with_syntax(scores: Mapping[str, np.ndarray], report) -> dict[str, np.ndarray]:
@@ -283,4 +283,4 @@ def mass_on_tokens(attentions, tokens, targets=("[CLS]", "[SEP]", ".")) -> dict[
     if missing:
         raise ValueError(f"targets {missing} are not among the tokens {tokens}")
     inner = slice(1, n - 1)  # the queries between [CLS] and [SEP]
-    return {t: A[:, :, inner, tokens.index(t)].mean(axis=-1) for t in targets}  # (n_layers, n_heads)
+    return {t: A[:, :, inner, tokens.index(t)].mean(axis=-1) for t in targets}  # (L, H) each
