@@ -206,7 +206,10 @@ def make_params(cfg: Config, bias: bool, seed: int) -> MHAParams:
                                       dtype=np.float32)
     if bias:  # init_params gives zero biases; random ones make the agreement check meaningful
         rng = np.random.default_rng(seed + 1)
-        rand = lambda a: (0.1 * rng.standard_normal(a.shape)).astype(np.float32)  # noqa: E731
+
+        def rand(a):
+            return (0.1 * rng.standard_normal(a.shape)).astype(np.float32)
+
         params = dataclasses.replace(params, b_Q=rand(params.b_Q), b_K=rand(params.b_K),
                                      b_V=rand(params.b_V), b_O=rand(params.b_O))
     return params

@@ -29,6 +29,11 @@ __all__ = [
 _PARAM_NAMES = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")
 
 
+def _to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A NumPy copy of a tensor, from any device; None stays None."""
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
 def _float_tensor(name: str, x, *, allow_neg_inf: bool = False) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__} "
@@ -328,9 +333,7 @@ class MultiHeadAttention(nn.Module):
 
     def to_params(self) -> MHAParams:
         """A copy of the parameters as NumPy arrays."""
-        return MHAParams(**{name: None if getattr(self, name) is None
-                            else getattr(self, name).detach().cpu().numpy().copy()
-                            for name in _PARAM_NAMES})
+        return MHAParams(**{name: _to_numpy(getattr(self, name)) for name in _PARAM_NAMES})
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, d_k={self.d_k}, d_v={self.d_v}, "
@@ -357,16 +360,13 @@ def from_torch_mha(m: nn.MultiheadAttention) -> MHAParams:
                          "MHAParams projects queries, keys and values from the same d_model")
     d_model, n_heads = m.embed_dim, m.num_heads
     d_k = d_model // n_heads
-    to_np = lambda t: t.detach().cpu().numpy().copy()  # noqa: E731
-    W = to_np(m.in_proj_weight).reshape(3, n_heads, d_k, d_model)  # (qkv, n_heads, d_k, d_model)
-    W = W.transpose(0, 1, 3, 2)  # (qkv, n_heads, d_model, d_k)
-    b = None if m.in_proj_bias is None else to_np(m.in_proj_bias).reshape(3, n_heads, d_k)
-    has_b = b is not None
-    return MHAParams(
-        W_Q=W[0], W_K=W[1], W_V=W[2], W_O=to_np(m.out_proj.weight).T,  # W_O (n_heads*d_k, d_model)
-        b_Q=b[0] if has_b else None, b_K=b[1] if has_b else None, b_V=b[2] if has_b else None,
-        b_O=to_np(m.out_proj.bias) if m.out_proj.bias is not None else None,
-    )
+    W = _to_numpy(m.in_proj_weight)  # (3 * d_model, d_model): q, k, v rows stacked
+    W = W.reshape(3, n_heads, d_k, d_model).transpose(0, 1, 3, 2)  # (qkv, n_heads, d_model, d_k)
+    b = ([None] * 3 if m.in_proj_bias is None
+         else _to_numpy(m.in_proj_bias).reshape(3, n_heads, d_k))  # (qkv, n_heads, d_k)
+    W_O = _to_numpy(m.out_proj.weight).T  # (n_heads * d_k, d_model)
+    return MHAParams(W_Q=W[0], W_K=W[1], W_V=W[2], W_O=W_O, b_Q=b[0], b_K=b[1], b_V=b[2],
+                     b_O=_to_numpy(m.out_proj.bias))
 
 
 def to_torch_mha(params: MHAParams, batch_first: bool = True) -> nn.MultiheadAttention:
@@ -380,8 +380,13 @@ def to_torch_mha(params: MHAParams, batch_first: bool = True) -> nn.MultiheadAtt
     has_bias = p.b_Q is not None or p.b_O is not None
     m = nn.MultiheadAttention(d_model, n_heads, bias=has_bias, batch_first=batch_first,
                               dtype=p.W_Q.dtype)
-    fused = lambda W: W.permute(0, 2, 1).reshape(n_heads * d_k, d_model)  # noqa: E731
-    zeros = lambda *s: torch.zeros(s, dtype=p.W_Q.dtype)  # noqa: E731
+
+    def fused(W):  # (n_heads, d_model, d_k) -> (n_heads * d_k, d_model), torch's rows
+        return W.permute(0, 2, 1).reshape(n_heads * d_k, d_model)
+
+    def zeros(*shape):
+        return torch.zeros(shape, dtype=p.W_Q.dtype)
+
     with torch.no_grad():
         m.in_proj_weight.copy_(torch.cat([fused(p.W_Q), fused(p.W_K), fused(p.W_V)]))
         m.out_proj.weight.copy_(p.W_O.T)

@@ -146,7 +146,10 @@ def per_head_attention(W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o, n_heads: int) -> 
 
 def _layer(t: dict, i: int, n_heads: int) -> LayerParams:
     """LayerParams of layer i from the checkpoint's tensors (Hugging Face BertModel names)."""
-    g = lambda name: t[f"encoder.layer.{i}.{name}"]  # noqa: E731
+
+    def g(name):
+        return t[f"encoder.layer.{i}.{name}"]
+
     attention = per_head_attention(
         g("attention.self.query.weight"), g("attention.self.query.bias"),
         g("attention.self.key.weight"), g("attention.self.key.bias"),
