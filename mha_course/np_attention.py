@@ -7,7 +7,9 @@ Axis names used everywhere in the course: batch, n_heads, n_q, n_k, d_model, d_k
     MultiHead(X_q, X_kv) = Concat(head_1, ..., head_h) W^O
     with head gates xi:  Concat(xi_1 head_1, ..., xi_h head_h) W^O  (xi = 1: the same thing)
 
-`torch_attention` mirrors this module name for name; the two are tested equal to 1e-10.
+`torch_attention` mirrors this module name for name, with the same signatures and docstrings
+(tests/test_mirror.py lists where they differ and why); the two are tested equal to 1e-10.
+The weights `MHAParams` and the head-gate check live in `params`, shared by both.
 """
 
 from __future__ import annotations

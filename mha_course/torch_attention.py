@@ -1,4 +1,5 @@
-"""The same attention in PyTorch, name for name with `np_attention`; autograd does the backward.
+"""The same attention in PyTorch, name for name with `np_attention` (same signatures, same
+docstrings: tests/test_mirror.py); autograd does the backward.
 
 Device-agnostic: every function works on the device and dtype of its inputs (CPU or CUDA).
 `MultiHeadAttention` keeps the per-head layout of `MHAParams`; `from_torch_mha` / `to_torch_mha`
