@@ -16,7 +16,6 @@ from mha_course import np_attention as npa
 from mha_course.analysis import heads as hm
 from mha_course.analysis import probing
 from mha_course.checks import EXERCISES, CheckFailed
-from mha_course.grading import codec
 
 # ----------------------------------------------------------------------------------------------
 # Independent "students": right answers
@@ -34,7 +33,8 @@ def merge_heads(Z):
 
 def classify_head(scores, syntactic_baseline=None, min_score=0.5, min_margin=0.2):
     ok = {r: v for r, v in scores.items() if v == v}  # drop NaN
-    if syntactic_baseline is not None and ok.get("syntactic", 1e9) < syntactic_baseline + min_margin:
+    if syntactic_baseline is not None and \
+            ok.get("syntactic", 1e9) < syntactic_baseline + min_margin:
         ok.pop("syntactic")
     best = max(ok, key=ok.get, default=None)
     return "none" if best is None or ok[best] < min_score else best
@@ -392,52 +392,3 @@ def test_check_reports_exceptions_and_non_functions():
         checks.check_scaled_dot_product_attention_backward(broken)
     with pytest.raises(CheckFailed, match="softmax must be a function; got ndarray"):
         checks.check_softmax(np.zeros(3))
-
-
-@pytest.mark.parametrize("got", [None, "text", [1, 2], {"a": 1}, np.zeros((2, 2)), [np.zeros(1)] * 5,
-                                 float("nan")])
-def test_odd_outputs_never_crash_the_judge(got):
-    for exercise_id, ex in EXERCISES.items():
-        if exercise_id == "ablation":
-            continue  # its reference runs the model; the shape check comes first anyway
-        case = ex.cases(hidden=False)[0]
-        message = ex.judge(case, got)
-        assert isinstance(message, str) and message
-
-
-def test_to_plain():
-    import torch
-
-    plain = checks.to_plain((np.float32(1.5), torch.ones(2), {"k": (1, None)}, np.array(0.25)))
-    assert plain[0] == 1.5 and isinstance(plain[1], np.ndarray) and plain[2] == {"k": [1, None]}
-    assert plain[3] == 0.25 and isinstance(plain[3], float)
-    with pytest.raises(TypeError, match="expected numbers"):
-        checks.to_plain(np.array(["a"], dtype=object))
-    with pytest.raises(TypeError, match="a set; expected arrays"):
-        checks.to_plain({1, 2})
-
-
-# ----------------------------------------------------------------------------------------------
-# The codec: the only thing that crosses from the student's process
-
-
-def test_codec_round_trip():
-    value = {"a": [np.arange(6, dtype=np.int32).reshape(2, 3), np.array([True]), 1.5, None,
-                   float("nan"), "s"], "b": np.zeros((0, 4), dtype=np.float32)}
-    back = codec.decode(codec.encode(value))
-    assert np.array_equal(back["a"][0], value["a"][0]) and back["a"][0].dtype == np.int32
-    assert back["b"].shape == (0, 4) and back["a"][3] is None and np.isnan(back["a"][4])
-
-
-@pytest.mark.parametrize("raw", [
-    b"\x80\x04\x95",  # a pickle
-    b'{"__ndarray__": ["|O", [1], "AAAAAAAAAAA="]}',  # object dtype
-    b'{"__ndarray__": ["<f8", [2], "AAAAAAAAAAA="]}',  # 8 bytes for 2 float64
-    b'{"__ndarray__": ["<f8", [-1], ""]}',
-    b'{"__ndarray__": ["<f8", [1], "AAAAAAAAAAA="], "extra": 1}',
-    b"[" * 100 + b"]" * 100,
-    b"{not json",
-])
-def test_codec_rejects_malformed_messages(raw):
-    with pytest.raises(codec.CodecError):
-        codec.decode(raw)

@@ -64,7 +64,8 @@ def test_every_role_has_its_own_okabe_ito_colour_and_line_style():
     assert len(set(styles)) == len(styles)  # the style alone tells two roles apart
     # the running example's illustration: local blue dashed, verb -> subject pink solid,
     # related nouns green dotted
-    assert ROLE_STYLES["local"][0] == palette.BLUE and ROLE_STYLES["syntactic"] == (palette.PURPLE, "-")
+    assert ROLE_STYLES["local"][0] == palette.BLUE
+    assert ROLE_STYLES["syntactic"] == (palette.PURPLE, "-")
     assert ROLE_STYLES["coreference"][0] == palette.GREEN
 
 
@@ -127,7 +128,8 @@ def test_drawn_arcs_lists_exactly_the_lines_the_view_draws():
         assert arc["weight"] == A[h, arc["query_index"], arc["key_index"]] >= 0.3
         assert (arc["query"], arc["key"]) == (TOKENS[arc["query_index"]], TOKENS[arc["key_index"]])
     strong = drawn_arcs(A, TOKENS, heads=[1], labels=["delimiter"], threshold=0.5)
-    assert strong and strong == [a for a in arcs if a["label"] == "delimiter" and a["weight"] >= 0.5]
+    assert strong
+    assert strong == [a for a in arcs if a["label"] == "delimiter" and a["weight"] >= 0.5]
 
 
 def test_selected_heads_only_and_columns_layout_draws_straight_lines():

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mha_course.models import toy_language as lang
 from mha_course.analysis import heads as H
+from mha_course.models import toy_language as lang
 
 
 def one_hot_rows(targets, n):
@@ -55,7 +55,8 @@ def uniform(s):
 
 def test_previous_token_head_is_local(corpus):
     assert H.local_score(build(corpus, previous_token), corpus)[0, 0] == pytest.approx(1.0)
-    assert H.mean_attention_distance(build(corpus, previous_token), corpus)[0, 0] == pytest.approx(1.0)
+    distance = H.mean_attention_distance(build(corpus, previous_token), corpus)
+    assert distance[0, 0] == pytest.approx(1.0)
 
 
 def test_gold_head_attention_is_syntactic_and_beats_the_offset_baseline(corpus):
@@ -95,7 +96,8 @@ def test_identity_is_the_mean_mass_on_the_diagonal():
 
 
 def test_delimiter_head(corpus):
-    to_sep = build(corpus, lambda s: one_hot_rows([len(s.tokens) - 1] * len(s.tokens), len(s.tokens)))
+    to_sep = build(corpus,
+                   lambda s: one_hot_rows([len(s.tokens) - 1] * len(s.tokens), len(s.tokens)))
     assert H.delimiter_score(to_sep, corpus)[0, 0] == pytest.approx(1.0)
     assert H.local_score(to_sep, corpus)[0, 0] < 0.2
 
@@ -234,7 +236,8 @@ def test_shape_errors_name_the_problem(corpus):
 
 @pytest.mark.parametrize("scores, baseline, expected", [
     ({"local": 0.9, "syntactic": 0.3, "delimiter": 0.1}, None, "local"),
-    # syntactic 0.7 is the best score but does not beat the baseline 0.6 by 0.2: the next best counts
+    # syntactic 0.7 is the best score but does not beat the baseline 0.6 by 0.2: the next best
+    # counts
     ({"local": 0.55, "syntactic": 0.7, "delimiter": 0.1}, 0.6, "local"),
     ({"local": 0.55, "syntactic": 0.7, "delimiter": 0.1}, None, "syntactic"),
     ({"local": 0.3, "syntactic": 0.95}, 0.6, "syntactic"),
@@ -261,7 +264,8 @@ def test_classify_heads_applies_classify_head_to_every_head():
     scores = {r: rng.uniform(0, 1, (2, 3)) ** 1.5 for r in H.ROLES}
     scores["coreference"][0, 1] = np.nan
     table = H.classify_heads(scores, syntactic_baseline=0.4, min_score=0.45, min_margin=0.1)
-    assert [(row["layer"], row["head"]) for row in table] == [(l, h) for l in range(2) for h in range(3)]
+    assert [(row["layer"], row["head"]) for row in table] == \
+        [(layer, h) for layer in range(2) for h in range(3)]
     for row in table:
         one = {r: scores[r][row["layer"], row["head"]] for r in H.ROLES}
         assert row["role"] == H.classify_head(one, 0.4, min_score=0.45, min_margin=0.1)

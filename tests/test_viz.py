@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # in-process drawing only; notebook kernels choose `%matplotlib inline`
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
 
-from mha_course.np_attention import softmax  # noqa: E402
-from mha_course.viz import attention_heatmap, head_grid, projected_tokens  # noqa: E402
-from mha_course.viz.projection import principal_plane  # noqa: E402
+from mha_course.np_attention import softmax  # noqa: E402 (after matplotlib.use)
+from mha_course.viz import attention_heatmap, head_grid, projected_tokens  # noqa: E402 (after matplotlib.use)
+from mha_course.viz.projection import principal_plane  # noqa: E402 (after matplotlib.use)
 
 TOKENS = ["The", "quick", "brown", "fox", "jumps"]
 
@@ -224,7 +224,8 @@ def test_head_mosaic_tiles_every_head_in_one_image_and_frames_the_selected_one()
     mask = np.ma.getmaskarray(ax.images[0].get_array())
     assert (~mask).sum() == A.size  # exactly the weights, the rest is gap
     np.testing.assert_allclose(np.sort(tiles[~mask]), np.sort(A.ravel()))
-    assert [t.get_text() for t in ax.texts] == [f"L{l}H{h}" for l in range(2) for h in range(3)]
+    assert [t.get_text() for t in ax.texts] == [f"L{layer}H{h}" for layer in range(2)
+                                                for h in range(3)]
     (frame,) = ax.patches
     assert (frame.get_width(), frame.get_height()) == (5, 4)
     plt.close(fig)

@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
 
-from mha_course.analysis.probing import ProbeResult  # noqa: E402
-from mha_course.analysis.pruning import PruningCurves  # noqa: E402
-from mha_course.viz import tables  # noqa: E402
+from mha_course.analysis.probing import ProbeResult  # noqa: E402 (after matplotlib.use)
+from mha_course.analysis.pruning import PruningCurves  # noqa: E402 (after matplotlib.use)
+from mha_course.viz import tables  # noqa: E402 (after matplotlib.use)
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +67,10 @@ def test_pruning_plot():
         orders={})
     ax = tables.pruning_plot(curves).axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    np.testing.assert_allclose(lines["least important first"].get_ydata(), [1.0, 0.9, 0.8, 0.5, 0.1])
-    np.testing.assert_allclose(lines["random order (mean of 2)"].get_ydata(), [1.0, 0.75, 0.45, 0.25, 0.1])
+    np.testing.assert_allclose(lines["least important first"].get_ydata(),
+                               [1.0, 0.9, 0.8, 0.5, 0.1])
+    np.testing.assert_allclose(lines["random order (mean of 2)"].get_ydata(),
+                               [1.0, 0.75, 0.45, 0.25, 0.1])
     np.testing.assert_allclose(lines["most important first"].get_xdata(), [0, 0.25, 0.5, 0.75, 1.0])
     assert ax.get_ylabel() == "accuracy" and len(ax.collections) == 1  # the random band
 

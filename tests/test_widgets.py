@@ -18,17 +18,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # in-process drawing only
 
-import matplotlib.image  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
-from notebook_kernel import notebook_kernel  # noqa: E402
+import matplotlib.image  # noqa: E402 (after matplotlib.use)
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
+import nbformat  # noqa: E402 (after matplotlib.use)
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
+from nbclient import NotebookClient  # noqa: E402 (after matplotlib.use)
+from notebook_kernel import notebook_kernel  # noqa: E402 (after matplotlib.use)
 
-from mha_course.examples import running_example  # noqa: E402
-from mha_course.np_attention import init_params, multi_head_attention, softmax  # noqa: E402
-from mha_course.viz import widgets as w  # noqa: E402
+from mha_course.examples import running_example  # noqa: E402 (after matplotlib.use)
+from mha_course.np_attention import init_params, multi_head_attention, softmax  # noqa: E402 (after matplotlib.use)
+from mha_course.viz import widgets as w  # noqa: E402 (after matplotlib.use)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -32,7 +32,8 @@ import numpy as np
 __all__ = [
     "ROLES", "local_score", "syntactic_score", "fixed_offset_baseline", "delimiter_score",
     "coreference_score", "rare_word_score", "rare_target_score", "self_attention_mass",
-    "identity_score", "duplicate_score", "attention_entropy",
+    "identity_score", "duplicate_score", "row_entropy", "attention_entropy", "offset_fractions",
+    "best_offset",
     "mean_attention_distance", "head_scores", "classify_head", "classify_heads", "best_heads",
 ]
 
@@ -60,13 +61,15 @@ def _top_word_key(A: np.ndarray, s) -> np.ndarray:
 
     -1 where a query puts no weight at all on word keys (nothing to pick, not the first word).
     """
-    masked = np.where(np.asarray(s.is_delimiter, dtype=bool), -np.inf, A)  # (n_layers, n_heads, n, n)
+    delimiter = np.asarray(s.is_delimiter, dtype=bool)  # (n,)
+    masked = np.where(delimiter, -np.inf, A)  # (n_layers, n_heads, n, n)
     top = masked.argmax(axis=-1)  # (n_layers, n_heads, n)
     return np.where(masked.max(axis=-1) > 0, top, -1)
 
 
 def _pooled_mean(values: list[np.ndarray]) -> np.ndarray:
-    """Mean over the last axis of the concatenation: (n_layers, n_heads, total) -> (n_layers, n_heads)."""
+    """Mean over the last axis of the concatenation:
+    (n_layers, n_heads, total) -> (n_layers, n_heads)."""
     if not values or sum(v.shape[-1] for v in values) == 0:
         return np.full(values[0].shape[:2] if values else (0, 0), np.nan)
     return np.concatenate(values, axis=-1).mean(axis=-1)
@@ -101,12 +104,35 @@ def _fraction_hitting(attentions, sentences, targets_of) -> np.ndarray:
 
 
 def syntactic_score(attentions, sentences) -> np.ndarray:
-    """Fraction of tokens with a gold head (`s.head[i] >= 0`) whose most-attended key is that head."""
+    """Fraction of tokens with a gold head (`s.head[i] >= 0`) whose most-attended key is that
+    head."""
     return _fraction_hitting(attentions, sentences, lambda s: s.head)
 
 
+def offset_fractions(offsets) -> dict[int, float]:
+    """{k: fraction of the offsets equal to k}, sorted by k: how often the rule "the partner is
+    the token k places from the query" is right, given one offset target - query per relation
+    instance. Offsets that never occur are left out (their fraction is 0); {} for no offsets."""
+    counts: dict[int, int] = {}
+    for k in offsets:
+        counts[int(k)] = counts.get(int(k), 0) + 1
+    total = sum(counts.values())
+    return {k: c / total for k, c in sorted(counts.items())}
+
+
+def best_offset(fractions: Mapping[int, float]) -> tuple[int, float]:
+    """(k, fraction) of the best fixed-offset rule in `offset_fractions`' table; (0, nan) if it
+    is empty. Ties go to the smaller |k| (the nearer token), then to the negative k (the token
+    before), so the answer does not depend on the order of the sentences."""
+    if not fractions:
+        return 0, float("nan")
+    k = max(fractions, key=lambda k: (fractions[k], -abs(k), -k))
+    return int(k), float(fractions[k])
+
+
 def fixed_offset_baseline(sentences, attr: str = "head") -> tuple[int, float]:
-    """The best 'always attend to i + k' rule for the relation in `attr`: (k, fraction correct).
+    """The best 'always attend to i + k' rule for the relation in `attr`: (k, fraction correct),
+    ties broken as in `best_offset`.
 
     `attr` names a per-token list of target positions, -1 where none: "head" (syntactic),
     "coref" (coreference), "rare_context" (the subject's rare-word relation), "repeat_of".
@@ -117,17 +143,8 @@ def fixed_offset_baseline(sentences, attr: str = "head") -> tuple[int, float]:
         raise ValueError(f"fixed_offset_baseline(attr={attr!r}) needs sentences annotated with "
                          f"{attr!r} (e.g. 'head', 'coref', 'rare_context'); sentence {missing[0]} "
                          "has no such attribute")
-    offsets: dict[int, int] = {}
-    total = 0
-    for s in sentences:
-        for i, h in enumerate(getattr(s, attr)):
-            if h >= 0:
-                offsets[h - i] = offsets.get(h - i, 0) + 1
-                total += 1
-    if total == 0:
-        return 0, float("nan")
-    k = max(offsets, key=offsets.get)
-    return k, offsets[k] / total
+    offsets = [h - i for s in sentences for i, h in enumerate(getattr(s, attr)) if h >= 0]
+    return best_offset(offset_fractions(offsets))
 
 
 def delimiter_score(attentions, sentences) -> np.ndarray:
@@ -190,7 +207,8 @@ def _earlier_occurrence_targets(s) -> list[list[int]]:
 def self_attention_mass(attentions, sentences) -> np.ndarray:
     """Mean attention mass on the query's own position, mean_i A[i, i], over word queries."""
     _check(attentions, sentences)
-    per = [np.diagonal(A, axis1=-2, axis2=-1)[..., _words(s)] for A, s in zip(attentions, sentences)]
+    per = [np.diagonal(A, axis1=-2, axis2=-1)[..., _words(s)]  # (n_layers, n_heads, n_words)
+           for A, s in zip(attentions, sentences)]
     return _pooled_mean(per)
 
 
@@ -220,13 +238,19 @@ def duplicate_score(attentions, sentences) -> np.ndarray:
     return _pooled_mean(hits)
 
 
+def row_entropy(A) -> np.ndarray:
+    """H = -sum_j A[..., j] log A[..., j] in nats, one value per attention row: shape A.shape[:-1].
+
+    0 log 0 counts as 0 (A is clipped to 1e-12 inside the log). The one entropy of the course:
+    the head metrics, the Clark-style layer statistics and the widgets all call it."""
+    A = np.asarray(A)
+    return -(A * np.log(np.clip(A, 1e-12, None))).sum(axis=-1)  # A.shape[:-1]
+
+
 def attention_entropy(attentions, sentences) -> np.ndarray:
     """Mean entropy (nats) of the word queries' attention rows: low = narrow, high = broad."""
     _check(attentions, sentences)
-    per = []
-    for A, s in zip(attentions, sentences):
-        H = -(A * np.log(np.clip(A, 1e-12, None))).sum(axis=-1)  # (n_layers, n_heads, n)
-        per.append(H[..., _words(s)])
+    per = [row_entropy(A)[..., _words(s)] for A, s in zip(attentions, sentences)]
     return _pooled_mean(per)
 
 
@@ -273,7 +297,8 @@ def best_heads(scores: dict[str, np.ndarray]) -> dict[str, dict]:
     for role in ROLES:
         S = np.nan_to_num(scores[role], nan=-1.0)
         layer, head = np.unravel_index(int(S.argmax()), S.shape)
-        out[role] = {"layer": int(layer), "head": int(head), "score": float(scores[role][layer, head])}
+        out[role] = {"layer": int(layer), "head": int(head),
+                     "score": float(scores[role][layer, head])}
     return out
 
 

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mha_course.analysis.alignment import word_attention
+from mha_course.analysis.heads import best_offset, offset_fractions, row_entropy
+
 __all__ = ["RELATIONS", "DIRECTIONS", "arcs", "most_attended_word", "dependency_accuracy",
            "offset_accuracies", "offset_baseline", "DirectionResult", "RelationResult",
            "clark_table", "attention_entropy_by_head", "attention_sink", "CoreferenceResult",
@@ -124,24 +127,18 @@ def offset_accuracies(sentences, relation: str, direction: str = "dep_to_head") 
     """{k: accuracy of the rule "the partner is the word at offset k"} for every offset k that is
     right at least once (any other offset scores 0), from word positions alone."""
     _check_direction(direction)
-    counts: dict[int, int] = {}
-    total = 0
+    offsets = []
     for s in sentences:
         queries, targets = _queries_targets(s, relation, direction)
-        for k in (targets - queries).tolist():
-            counts[k] = counts.get(k, 0) + 1
-        total += len(queries)
-    return {k: c / total for k, c in sorted(counts.items())}
+        offsets += (targets - queries).tolist()
+    return offset_fractions(offsets)
 
 
 def offset_baseline(sentences, relation: str, direction: str = "dep_to_head") -> tuple[int, float]:
-    """(k, accuracy): the best fixed-offset rule for the relation and direction (ties: the smaller
-    |k|, then the negative k); (0, nan) if the relation has no arcs."""
-    accuracies = offset_accuracies(sentences, relation, direction)
-    if not accuracies:
-        return 0, float("nan")
-    k = max(accuracies, key=lambda k: (accuracies[k], -abs(k), -k))
-    return int(k), accuracies[k]
+    """(k, accuracy): the best fixed-offset rule for the relation and direction, ties broken as in
+    `analysis.heads.best_offset` (the smaller |k|, then the negative k); (0, nan) if the relation
+    has no arcs."""
+    return best_offset(offset_accuracies(sentences, relation, direction))
 
 
 @dataclass
@@ -263,7 +260,7 @@ def attention_entropy_by_head(attentions) -> np.ndarray:
     """(n_layers, n_heads): mean entropy H = -sum_j A_ij log A_ij (nats) of the query rows.
     Low: the head looks at a few pieces; log(n): it spreads evenly. Average the heads for a layer.
     """
-    return _pooled_rows(attentions, lambda A: -(A * np.log(np.clip(A, 1e-12, None))).sum(axis=-1))
+    return _pooled_rows(attentions, row_entropy)
 
 
 def attention_sink(attentions) -> dict[str, np.ndarray]:
@@ -330,8 +327,6 @@ def analyse_syntax(attentions, sentences, coreference_links=None,
     sentences: the `AlignedSentence`s of the same texts; coreference_links as in
     `coreference_accuracy`.
     """
-    from mha_course.models.minilm import word_attention  # the one home of piece -> word pooling
-
     if len(attentions) != len(sentences):
         raise ValueError(f"one attention array per sentence: got {len(attentions)} and "
                          f"{len(sentences)}")

@@ -2,7 +2,7 @@
 and says what is most likely wrong.
 
     from mha_course.checks import check_softmax
-    check_softmax(softmax)      # prints "softmax: public checks passed (4 cases) ..." or raises CheckFailed
+    check_softmax(softmax)  # "softmax: public checks passed (4 cases) ..." or CheckFailed
 
 A passing self-check means "public checks passed": the grader runs the same exercise on hidden
 inputs, which may still fail. Every exercise is an `Exercise` in `EXERCISES`, keyed by the

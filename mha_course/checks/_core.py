@@ -2,6 +2,11 @@
 call the student's function, the reference and the diagnosis), `CheckFailed`, `to_plain` (the plain
 data the grader carries out of a student's process) and `run_public` (what a `check_*` runs in the
 student's notebook), plus helpers that compare outputs and name the difference.
+
+`to_plain` is the one walker of the grader's data format. It lives here, not in `grading/codec.py`,
+because the self-checks are a layer below the grader (the grader imports them, never the other
+way round) and both need it: an exercise's output is plain data even in a notebook with no grader,
+and the codec encodes exactly that plain data for the pipe (see its docstring).
 """
 
 from __future__ import annotations
@@ -55,26 +60,44 @@ class Exercise:
             return f"your output has an unexpected form ({type(error).__name__}: {error})"
 
 
-def to_plain(value: Any, _depth: int = 0) -> Any:
+RESERVED_KEY = "__ndarray__"  # the grader's codec marks an array with it (grading/codec.py)
+MAX_DEPTH = 6  # how deeply an exercise's output may nest
+
+
+def to_plain(value: Any, max_depth: int = MAX_DEPTH,
+             array: Callable[[np.ndarray], Any] | None = None) -> Any:
     """A return value as plain data: NumPy arrays of numbers, lists (from lists and tuples), dicts
-    with str keys, str, int, float, bool, None. Torch tensors become arrays. Anything else raises
-    TypeError, since the grader must carry the value out of the student's process."""
-    if _depth > 6:
+    with str keys, str, int, float, bool, None. Torch tensors become arrays, NumPy scalars and 0-d
+    arrays numbers. Anything else raises TypeError, since the grader must carry the value out of
+    the student's process.
+
+    The one walker of the grader's data format: `Exercise.run` calls it on an output, and the
+    codec (`grading/codec.py`) on a whole message, passing `array` to turn each array into its
+    wire form (the default keeps the array) and a larger `max_depth` for the message around it.
+    """
+    return _plain(value, 0, max_depth, array or (lambda a: a))
+
+
+def _plain(value: Any, depth: int, max_depth: int, array: Callable[[np.ndarray], Any]) -> Any:
+    if depth > max_depth:
         raise TypeError("the output is nested too deeply")
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise TypeError(f"an array of dtype {value.dtype}; expected numbers")
-        return value.item() if value.ndim == 0 else value  # a 0-d array is a number
+        return value.item() if value.ndim == 0 else array(value)  # a 0-d array is a number
     if isinstance(value, np.generic):
-        return to_plain(value.item(), _depth + 1)
+        return _plain(value.item(), depth + 1, max_depth, array)
     if type(value).__module__ == "torch" and hasattr(value, "detach"):  # a tensor
-        return to_plain(value.detach().cpu().numpy(), _depth + 1)
+        return _plain(value.detach().cpu().numpy(), depth + 1, max_depth, array)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [to_plain(v, _depth + 1) for v in value]
+        return [_plain(v, depth + 1, max_depth, array) for v in value]
     if isinstance(value, dict):
-        return {str(k): to_plain(v, _depth + 1) for k, v in value.items()}
+        if RESERVED_KEY in value:
+            raise TypeError(f"a dict with the key {RESERVED_KEY!r}, which the grader reserves "
+                            "for arrays")
+        return {str(k): _plain(v, depth + 1, max_depth, array) for k, v in value.items()}
     raise TypeError(f"a {type(value).__name__}; expected arrays, numbers or strings")
 
 

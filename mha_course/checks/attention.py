@@ -54,7 +54,8 @@ def _softmax_cases(rng, hidden):
         {"x": rng.standard_normal((5, 5)).astype(np.float32), "axis": -1,
          "about": "hidden: float32 input"},
         {"x": rng.standard_normal(9), "axis": 0, "about": "hidden: a vector"},
-        {"x": rng.standard_normal((2, 3, 4)), "axis": 1, "about": "hidden: shape (2, 3, 4), axis=1"},
+        {"x": rng.standard_normal((2, 3, 4)), "axis": 1,
+         "about": "hidden: shape (2, 3, 4), axis=1"},
     ]
 
 
@@ -103,7 +104,8 @@ def _sdpa_case(rng, batch, n_q, n_k, d_k, d_v, mask_kind, about):
     if mask_kind == "causal":
         mask = npa.causal_mask(n_q)
     elif mask_kind == "padding":
-        mask = npa.padding_mask(np.array([n_k, max(1, n_k // 2)][:batch[0]]), n_k)  # (batch, 1, n_k)
+        lengths = np.array([n_k, max(1, n_k // 2)][:batch[0]])  # (batch,)
+        mask = npa.padding_mask(lengths, n_k)  # (batch, 1, n_k)
     elif mask_kind == "random":
         mask = rng.random((*batch, n_q, n_k)) < 0.6
         mask[..., 0] = True  # every query keeps at least one key
@@ -113,7 +115,8 @@ def _sdpa_case(rng, batch, n_q, n_k, d_k, d_v, mask_kind, about):
 def sdpa_cases(rng, hidden):
     if not hidden:
         return [
-            _sdpa_case(rng, (), 3, 4, 16, 5, None, "unbatched: n_q=3, n_k=4, d_k=16, d_v=5, no mask"),
+            _sdpa_case(rng, (), 3, 4, 16, 5, None,
+                       "unbatched: n_q=3, n_k=4, d_k=16, d_v=5, no mask"),
             _sdpa_case(rng, (), 5, 5, 8, 8, "causal", "a causal mask, n=5, d_k=8"),
             _sdpa_case(rng, (2,), 4, 4, 8, 3, "padding",
                        "batch of 2, padding mask of shape (2, 1, 4), lengths [4, 2]"),
@@ -212,7 +215,8 @@ def _call_split_merge(fns, case):
 
 def _expected_split_merge(case):
     X, h, Z = case["X"], case["n_heads"], case["Z"]
-    split = np.stack(np.split(X, h, axis=-1), axis=-3)  # (..., n_heads, n, d): head i = columns i*d:(i+1)*d
+    # head i = columns i*d:(i+1)*d
+    split = np.stack(np.split(X, h, axis=-1), axis=-3)  # (..., n_heads, n, d)
     merged = np.concatenate([Z[..., i, :, :] for i in range(h)], axis=-1)  # (..., n, n_heads * d)
     return [split, merged]
 
@@ -234,9 +238,9 @@ def _diagnose_split_merge(case, got, expected):
     if not close(split, split_x):
         plain = X.reshape(*batch, h, n, d)  # (..., n_heads, n, d), positions mixed into heads
         if close(split, plain):
-            return ("split_heads reshaped (n, n_heads * d) straight to (n_heads, n, d), which mixes "
-                    "positions: reshape to (..., n, n_heads, d) first, then swap the last-but-one "
-                    "two axes")
+            return ("split_heads reshaped (n, n_heads * d) straight to (n_heads, n, d), which "
+                    "mixes positions: reshape to (..., n, n_heads, d) first, then swap the "
+                    "last-but-one two axes")
         return "split_heads: head i must hold the columns i*d:(i+1)*d of every position of X"
     problem = shape_problem(merged, merged_x.shape, "merge_heads(Z)")
     if problem:
@@ -244,15 +248,16 @@ def _diagnose_split_merge(case, got, expected):
     if not close(merged, merged_x):
         plain = Z.reshape(merged_x.shape)  # (..., n, n_heads * d), heads mixed into positions
         if close(merged, plain):
-            return ("merge_heads reshaped (n_heads, n, d) straight to (n, n_heads * d), which mixes "
-                    "positions: swap the heads axis back behind the positions first")
+            return ("merge_heads reshaped (n_heads, n, d) straight to (n, n_heads * d), which "
+                    "mixes positions: swap the heads axis back behind the positions first")
         return ("merge_heads must undo split_heads: position t of the result is "
                 "Concat(Z[0, t], ..., Z[h-1, t])")
     return None
 
 
 def check_split_merge(split_heads, merge_heads) -> None:
-    """split_heads(X, n_heads) (..., n, d_model) -> (..., n_heads, n, d); merge_heads: the inverse."""
+    """split_heads(X, n_heads) (..., n, d_model) -> (..., n_heads, n, d); merge_heads: the
+    inverse."""
     run_public(_BY_ID["split_merge"], [split_heads, merge_heads])
 
 
@@ -328,7 +333,10 @@ def _diagnose_mha(case, got, expected):
                or shape_problem(out, out_x.shape, "out (..., n_q, d_model)"))
     if problem:
         return problem
-    mha = lambda params, m=mask: npa.multi_head_attention(X_q, X_kv, params, m)  # noqa: E731
+
+    def mha(params, m=mask):
+        return npa.multi_head_attention(X_q, X_kv, params, m)
+
     if not close(A, A_x):
         return first_match(A, {
             "you ignored the biases b_Q and b_K (add b_Q[i] and b_K[i] when they are not None)":
@@ -346,7 +354,8 @@ def _diagnose_mha(case, got, expected):
         }) or "the weights are right but the heads are not: Z_i = A_i (X_kv W_V[i] + b_V[i])"
     if not close(out, out_x):
         h, _d_v = p.n_heads, p.d_v
-        concat = np.concatenate([Z_x[..., i, :, :] for i in range(h)], axis=-1)  # (..., n_q, h * d_v)
+        heads = [Z_x[..., i, :, :] for i in range(h)]  # h x (..., n_q, d_v)
+        concat = np.concatenate(heads, axis=-1)  # (..., n_q, h * d_v)
         b_O = 0 if p.b_O is None else p.b_O
         return first_match(out, {
             "out equals Concat(Z_1, ..., Z_h): multiply by W_O (and add b_O)": lambda: concat,

@@ -99,8 +99,8 @@ def _diagnose_sdpa_backward(case, got, expected):
         if close(g, x):
             continue
         found = first_match(g, {
-            f"{name} is too large by sqrt(d_k): the scores are Q K^T / sqrt(d_k), so their gradient "
-            f"is scaled by 1 / sqrt(d_k) too": lambda: x * root,
+            f"{name} is too large by sqrt(d_k): the scores are Q K^T / sqrt(d_k), so their "
+            f"gradient is scaled by 1 / sqrt(d_k) too": lambda: x * root,
             f"{name} is too small by sqrt(d_k): apply the factor 1 / sqrt(d_k) once":
                 lambda: x / root,
             f"{name} has the wrong sign": lambda: -x,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mha_course.models import toy_language
 from mha_course.analysis import heads as head_metrics
 from mha_course.checks._core import (
     Exercise,
@@ -16,6 +15,7 @@ from mha_course.checks._core import (
     run_public,
     shape_problem,
 )
+from mha_course.models import toy_language
 
 __all__ = [
     "check_attention_entropy",
@@ -99,7 +99,8 @@ def _pooled(values, queries="words"):
         return np.mean([v[..., m].mean(axis=-1) for v, m in values], axis=0)
     if queries == "all":
         return np.concatenate([v for v, _ in values], axis=-1).mean(axis=-1)  # (n_layers, n_heads)
-    return np.concatenate([v[..., m] for v, m in values], axis=-1).mean(axis=-1)  # (n_layers, n_heads)
+    words = [v[..., m] for v, m in values]  # (n_layers, n_heads, n_words) per sentence
+    return np.concatenate(words, axis=-1).mean(axis=-1)  # (n_layers, n_heads)
 
 
 def _metric_problem(got, expected, name):
@@ -118,7 +119,7 @@ def _diagnose_entropy(case, got, expected):
                 if "NaN" in problem else problem)
     if close(got, expected):
         return None
-    per = [(-(A * np.log(np.clip(A, 1e-12, None))).sum(-1), _words(s))  # (n_layers, n_heads, n)
+    per = [(head_metrics.row_entropy(A), _words(s))  # (n_layers, n_heads, n)
            for A, s in zip(case["attentions"], case["sentences"])]
     return first_match(got, {
         "the entropy is -sum(A log A): you lost the minus sign": lambda: -expected,
@@ -154,8 +155,8 @@ def _diagnose_distance(case, got, expected):
     return first_match(got, {
         "use the absolute distance |i - j|, not the signed j - i":
             lambda: _pooled(per("signed")),
-        "use the expected distance sum_j A[i, j] |i - j|, not the distance to the most-attended key":
-            lambda: _pooled(per("top")),
+        "use the expected distance sum_j A[i, j] |i - j|, not the distance to the most-attended "
+        "key": lambda: _pooled(per("top")),
         "average over word queries only: skip the delimiter queries ([CLS], [SEP], punctuation)":
             lambda: _pooled(per("abs"), "all"),
         "pool every word query of every sentence into one mean; a mean of per-sentence means "
@@ -278,9 +279,9 @@ def _diagnose_classify(case, got, expected):
         if not isinstance(g, str):
             return f"head {k}: return the role as a str; got {describe(g)}"
         if g == "syntactic" and case["baseline"] is not None:
-            return (f"head {k} ({shown}): syntactic {s['syntactic']:.2f} does not beat the baseline "
-                    f"{case['baseline']:.2f} by min_margin {case['min_margin']}, so it is not "
-                    f"syntactic (expected {x!r})")
+            return (f"head {k} ({shown}): syntactic {s['syntactic']:.2f} does not beat the "
+                    f"baseline {case['baseline']:.2f} by min_margin {case['min_margin']}, so it "
+                    f"is not syntactic (expected {x!r})")
         if x == "none":
             return (f"head {k} ({shown}): its best eligible score is below min_score "
                     f"{case['min_score']}, so its role is 'none' (you said {g!r})")

@@ -74,7 +74,8 @@ def _cases(rng, hidden):
     return [
         _case(rng, int(rng.integers(2, 20)), big, big, 3.0,
               f"hidden: n_positions={big}, a full-length sequence"),
-        _case(rng, 16, 20, int(rng.integers(2, 8)), 5.0, "hidden: a short sequence, large embeddings"),
+        _case(rng, 16, 20, int(rng.integers(2, 8)), 5.0,
+              "hidden: a short sequence, large embeddings"),
         _case(rng, 1, 9, 9, 1.0, "hidden: d_token=1, n_positions=9"),
         _case(rng, 32, 48, 30, 2.0, "hidden: d_token=32, n_positions=48, 30 tokens"),
     ]
@@ -158,7 +159,8 @@ def _diagnose(case, got, expected):
 
 
 def check_previous_token_head(previous_token_head) -> None:
-    """previous_token_head(d_token, n_positions) -> (W_Q, W_K), each (d_token + n_positions, d_k)."""
+    """previous_token_head(d_token, n_positions) -> (W_Q, W_K), each
+    (d_token + n_positions, d_k)."""
     run_public(_BY_ID["previous_token_head"], [previous_token_head])
 
 

@@ -4,6 +4,12 @@ A student's process can send anything down its pipe, so the grader never unpickl
 (unpickling runs code). Messages are UTF-8 JSON; an array travels as
 {"__ndarray__": [dtype, shape, base64 bytes]} and is rebuilt with `np.frombuffer` after its dtype
 (bool, integers or floats only), shape and byte count have been checked. Size and depth are bounded.
+
+What counts as plain data is decided in one place, `mha_course.checks._core.to_plain`, the walker
+that `Exercise.run` applies to every output in the student's process; `encode` walks a message with
+the same function and only adds the wire form of an array. The walker lives with the self-checks,
+a layer below the grader, so that the checks need nothing from `grading` (the grader imports the
+checks, never the other way round). The key "__ndarray__" is reserved (`to_plain` rejects it).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from mha_course.checks._core import RESERVED_KEY, to_plain
+
 __all__ = ["CodecError", "encode", "decode", "MAX_MESSAGE_BYTES"]
 
 MAX_MESSAGE_BYTES = 16 * 2**20
-_ARRAY = "__ndarray__"
+_ARRAY = RESERVED_KEY
 _DTYPES = {np.dtype(t).str for t in ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
                                      "f2", "f4", "f8")}
 _MAX_DEPTH = 12
@@ -28,28 +36,20 @@ class CodecError(ValueError):
     """A message that is not valid plain data."""
 
 
-def _pack(value: Any, depth: int = 0) -> Any:
-    if depth > _MAX_DEPTH:
-        raise CodecError("the value is nested too deeply")
-    if isinstance(value, np.ndarray):
-        if value.dtype.str not in _DTYPES:
-            raise CodecError(f"arrays of dtype {value.dtype} cannot be sent")
-        data = np.ascontiguousarray(value).tobytes()
-        return {_ARRAY: [value.dtype.str, list(value.shape), base64.b64encode(data).decode()]}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_pack(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        if _ARRAY in value or not all(isinstance(k, str) for k in value):
-            raise CodecError("dict keys must be strings other than " + _ARRAY)
-        return {k: _pack(v, depth + 1) for k, v in value.items()}
-    raise CodecError(f"a {type(value).__name__} cannot be sent")
+def _wire_array(value: np.ndarray) -> dict:
+    if value.dtype.str not in _DTYPES:
+        raise CodecError(f"arrays of dtype {value.dtype} cannot be sent")
+    data = np.ascontiguousarray(value).tobytes()
+    return {_ARRAY: [value.dtype.str, list(value.shape), base64.b64encode(data).decode()]}
 
 
 def encode(value: Any) -> bytes:
     """Plain data (arrays, lists, dicts with str keys, str, numbers, bool, None) as bytes."""
-    data = json.dumps(_pack(value), separators=(",", ":"), allow_nan=True).encode()
+    try:
+        wire = to_plain(value, max_depth=_MAX_DEPTH, array=_wire_array)
+    except TypeError as error:
+        raise CodecError(f"the value cannot be sent: {error}") from None
+    data = json.dumps(wire, separators=(",", ":"), allow_nan=True).encode()
     if len(data) > MAX_MESSAGE_BYTES:
         raise CodecError(f"the message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
     return data

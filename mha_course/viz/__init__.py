@@ -13,10 +13,10 @@
   colours from there); `labels`: point labels placed without overlaps.
 """
 
-from mha_course.viz.heatmap import attention_heatmap, head_grid
-from mha_course.viz.head_view import ROLE_STYLES, head_view
-from mha_course.viz.projection import projected_tokens
 from mha_course.viz import tables  # a module of views, used as tables.X
+from mha_course.viz.head_view import ROLE_STYLES, head_view
+from mha_course.viz.heatmap import attention_heatmap, head_grid
+from mha_course.viz.projection import projected_tokens
 
 __all__ = ["ROLE_STYLES", "attention_heatmap", "head_grid", "head_view", "projected_tokens",
            "tables"]

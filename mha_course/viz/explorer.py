@@ -14,7 +14,6 @@ once to a PNG at screen resolution and sent as an Image widget, and the grid is 
 from __future__ import annotations
 
 import html
-import io
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -27,13 +26,13 @@ from matplotlib.figure import Figure
 from mha_course.viz.head_view import head_view
 from mha_course.viz.heatmap import attention_heatmap, head_mosaic, head_mosaic_cells
 from mha_course.viz.palette import HIGHLIGHT, VERMILION
+from mha_course.viz.render import SCREEN_DPI, figure_png, pixels_png
 from mha_course.viz.widgets import _Panel
 
 __all__ = ["Explorer", "explore", "VIEWS"]
 
 AttendFn = Callable[[str], tuple[Sequence[str], np.ndarray]]
 VIEWS = ("heatmap", "head view", "grid")
-_DPI = 80  # screen resolution of the rendered PNG
 _FRAME = (np.array(to_rgba(HIGHLIGHT)) * 255).round().astype(np.uint8)  # the selected head's frame
 
 
@@ -112,7 +111,7 @@ class Explorer(_Panel):
 
     def _titles(self) -> list[str]:
         n_layers, n_heads = self.weights.shape[:2]
-        return [self.title(l, h) for l in range(n_layers) for h in range(n_heads)]
+        return [self.title(layer, h) for layer in range(n_layers) for h in range(n_heads)]
 
     def _grid_png(self) -> bytes:
         """The grid with the selected head framed. The mosaic (72 titles for MiniLM) is rendered
@@ -120,7 +119,7 @@ class Explorer(_Panel):
         is several times faster than drawing the figure again."""
         if self._mosaic is None or self._mosaic[0] is not self.weights:
             fig = head_mosaic(self.weights, tokens=self.tokens, titles=self._titles())
-            fig.set_dpi(_DPI)
+            fig.set_dpi(SCREEN_DPI)
             fig.canvas.draw()
             rgba = np.asarray(fig.canvas.buffer_rgba()).copy()  # (height, width, 4)
             ax, height = fig.axes[0], rgba.shape[0]
@@ -143,9 +142,7 @@ class Explorer(_Panel):
         pixels[y1:bottom, left:right] = frame
         pixels[top:bottom, left:x0] = frame
         pixels[top:bottom, x1:right] = frame
-        png = io.BytesIO()
-        plt.imsave(png, pixels, format="png")
-        return png.getvalue()
+        return pixels_png(pixels)
 
     def redraw(self) -> None:
         if self.weights is None or self._quiet:
@@ -155,11 +152,8 @@ class Explorer(_Panel):
             self.image.value = self._grid_png()
             return
         fig = self.figure()
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=_DPI)
-        if self._heatmap is None or fig is not self._heatmap[1]:
-            plt.close(fig)
-        self.image.value = png.getvalue()
+        kept = self._heatmap is not None and fig is self._heatmap[1]  # redrawn in place next time
+        self.image.value = figure_png(fig, close=not kept)
 
 
 def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, layer: int = 0,
@@ -184,14 +178,17 @@ def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, lay
                                   style={"description_width": "70px"}),
         text=widgets.Text(placeholder="type your own sentence and press Enter",
                           description="your own", continuous_update=False,
-                          layout=widgets.Layout(width="620px"), style={"description_width": "70px"}),
-        layer=widgets.IntSlider(value=layer, min=0, max=max(layer, 1), description="layer", **slider),
+                          layout=widgets.Layout(width="620px"),
+                          style={"description_width": "70px"}),
+        layer=widgets.IntSlider(value=layer, min=0, max=max(layer, 1), description="layer",
+                                **slider),
         head=widgets.IntSlider(value=head, min=0, max=max(head, 1), description="head", **slider),
         threshold=widgets.FloatSlider(value=threshold, min=0.0, max=0.9, step=0.05,
                                       description="threshold", **slider),
         view=widgets.ToggleButtons(options=VIEWS, value=view),
         message=widgets.HTML(),
-        image=widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start")),  # natural size
+        image=widgets.Image(format="png",  # at its natural size
+                            layout=widgets.Layout(align_self="flex-start")),
         attend=attend,
         head_labels=None if head_labels is None else np.asarray(head_labels, dtype=object),
     )

@@ -13,8 +13,8 @@ lists exactly what a call draws, so that a text can quote the figure.
 A delimiter head puts nearly all of every word's weight on one token: its fan of thick arcs would
 cover every other head. When several heads share the view, heads whose label names a role in
 `background_roles` (default: the delimiter) are therefore drawn underneath the others, at half the
-line width; the legend marks them "(underneath, thinner)". Pass `background_roles=()` to draw every head alike, or leave
-a head out with `heads=` to hide it.
+line width; the legend marks them "(underneath, thinner)". Pass `background_roles=()` to draw
+every head alike, or leave a head out with `heads=` to hide it.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _role(label: str) -> str | None:
 
 
 def _styles(labels: Sequence[str], styles: Mapping[str, tuple[str, object]] | None):
-    """A (colour, linestyle) per head: the given mapping, then the role of the label, then a cycle."""
+    """A (colour, linestyle) per head: the given mapping, then the role of the label, then a
+    cycle."""
     out = []
     for i, label in enumerate(labels):
         role = _role(label)

@@ -26,14 +26,24 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-
 from matplotlib.lines import Line2D
 
 from mha_course.viz.heatmap import annotate_cells
 from mha_course.viz.labels import place_labels
-from mha_course.viz.palette import (BLACK, BLUE, DIVERGING_CMAP, GREY, LIGHT_GREY, MID_GREY,
-                                    ORANGE, REMOVED, SCORE_CMAP, SIMILARITY_CMAP, VERMILION,
-                                    categorical)
+from mha_course.viz.palette import (
+    BLACK,
+    BLUE,
+    DIVERGING_CMAP,
+    GREY,
+    LIGHT_GREY,
+    MID_GREY,
+    ORANGE,
+    REMOVED,
+    SCORE_CMAP,
+    SIMILARITY_CMAP,
+    VERMILION,
+    categorical,
+)
 
 __all__ = ["layer_head_table", "probe_panels", "similarity_matrix", "head_map", "head_scatter",
            "layer_profile", "pruning_plot", "head_maps", "clark_bars", "layer_trends",
@@ -45,7 +55,8 @@ REMOVED_COLOUR = REMOVED
 def _table(values, name: str = "table") -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty (n_layers, n_heads) array; got shape {arr.shape}")
+        raise ValueError(f"{name} must be a non-empty (n_layers, n_heads) array; got shape "
+                         f"{arr.shape}")
     return arr
 
 
@@ -69,11 +80,12 @@ def layer_head_table(table, *, title: str | None = None, ax=None, cmap: str = SC
         if removed.shape != T.shape:
             raise ValueError(f"removed must be {T.shape} like the table; got {removed.shape}")
         shown = np.ma.masked_where(removed | ~np.isfinite(T), T)
-    colours = plt.get_cmap(cmap).with_extremes(bad=REMOVED_COLOUR if removed is not None else "white")
+    bad = REMOVED_COLOUR if removed is not None else "white"
+    colours = plt.get_cmap(cmap).with_extremes(bad=bad)
     image = ax.imshow(shown, cmap=colours, vmin=vmin, vmax=vmax, aspect="auto",
                       interpolation="nearest")
     ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)])
-    ax.set_yticks(range(n_layers), [str(l) for l in range(n_layers)])
+    ax.set_yticks(range(n_layers), [str(layer) for layer in range(n_layers)])
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     if title:
@@ -102,8 +114,9 @@ def probe_panels(result, *, suptitle: str | None = None) -> Figure:
 
 
 def similarity_matrix(matrix, *, order=None, labels: Sequence[str] | None = None,
-                      title: str | None = None, cmap: str = SIMILARITY_CMAP, vmin: float | None = 0.0,
-                      vmax: float | None = None, label: str | None = None) -> Figure:
+                      title: str | None = None, cmap: str = SIMILARITY_CMAP,
+                      vmin: float | None = 0.0, vmax: float | None = None,
+                      label: str | None = None) -> Figure:
     """A head x head matrix (distance or similarity), rows and columns in `order` (e.g.
     `redundancy.cluster_order`), each tick labelled with its head."""
     M = _table(matrix, "matrix")
@@ -234,7 +247,8 @@ def pruning_plot(curves, *, ax=None, title: str | None = None) -> Figure:
             ax.plot(x, curves.mean(name), line, color=colour, marker="o", markersize=3, label=text)
     if len(curves.curves.get("random", [])):
         mean, spread = curves.mean("random"), curves.spread("random")
-        ax.plot(x, mean, ":", color=GREY, label=f"random order (mean of {len(curves.curves['random'])})")
+        ax.plot(x, mean, ":", color=GREY,
+                label=f"random order (mean of {len(curves.curves['random'])})")
         ax.fill_between(x, mean - spread, mean + spread, color=GREY, alpha=0.25, linewidth=0)
     ax.set_xlabel("share of heads removed")
     ax.set_ylabel(curves.metric)
@@ -308,14 +322,16 @@ def clark_bars(rows, *, title: str = "does a head find each arc's other end bett
     return fig
 
 
-TREND_PANELS = (("entropy", "entropy (nats)"), ("mean_distance", "mean attention distance (pieces)"))
+TREND_PANELS = (("entropy", "entropy (nats)"),
+                ("mean_distance", "mean attention distance (pieces)"))
 
 
 def layer_trends(profile, *, title: str = "layer by layer (mean over the heads)") -> Figure:
     """A layer profile (`real_roles.layer_profile`: each entry (n_layers,)) as three panels:
     the weight on delimiters; entropy and mean attention distance, each with all keys (grey,
     dashed) and over word keys only (blue), so that parked attention can be told apart."""
-    needed = ["delimiter"] + [name + suffix for name, _ in TREND_PANELS for suffix in ("", "_words")]
+    needed = ["delimiter"] + [name + suffix for name, _ in TREND_PANELS
+                              for suffix in ("", "_words")]
     missing = [name for name in needed if name not in profile]
     if missing:
         raise ValueError(f"profile lacks {missing}; expected the keys of real_roles.layer_profile")
@@ -344,7 +360,8 @@ def selectivity_bars(trained, untrained, *, feature: str = "residual",
     if set(tasks) != set(untrained):
         raise ValueError(f"trained and untrained must probe the same tasks; got {sorted(trained)} "
                          f"and {sorted(untrained)}")
-    missing = [f"{what} {task!r}" for what, source in (("trained", trained), ("untrained", untrained))
+    sources = (("trained", trained), ("untrained", untrained))
+    missing = [f"{what} {task!r}" for what, source in sources
                for task in tasks if feature not in source[task].layer_selectivity]
     if missing:
         raise ValueError(f"no layer output {feature!r} was probed for {', '.join(missing)}: probe "

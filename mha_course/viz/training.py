@@ -66,7 +66,8 @@ def role_history_plot(history, roles, *, threshold: float = 0.7, ax=None) -> Fig
 
 
 def _line_colours(n: int) -> list[str]:
-    """n Okabe-Ito colours for thin lines: yellow, hard to see on white, only when all are needed."""
+    """n Okabe-Ito colours for thin lines: yellow, hard to see on white, only when all are
+    needed."""
     without_yellow = [c for c in OKABE_ITO if c != YELLOW]
     return without_yellow[:n] if n <= len(without_yellow) else categorical(n)
 

@@ -15,7 +15,6 @@ only renders one figure to PNG.
 from __future__ import annotations
 
 import functools
-import io
 from dataclasses import dataclass, field
 
 import ipywidgets as widgets
@@ -23,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from mha_course.analysis.heads import row_entropy
 from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
 from mha_course.viz.heatmap import attention_heatmap
 from mha_course.viz.palette import (
@@ -33,6 +33,7 @@ from mha_course.viz.palette import (
     VERMILION,
 )
 from mha_course.viz.projection import projected_tokens
+from mha_course.viz.render import figure_png, show_png
 from mha_course.viz.tables import layer_head_table, pruning_plot
 
 __all__ = [
@@ -53,26 +54,6 @@ __all__ = [
 
 D_K_CHOICES = tuple(2**p for p in range(1, 10))  # 2, 4, ..., 512
 _HIST_RANGE = 3.0 * np.sqrt(D_K_CHOICES[-1])  # wide enough for the raw scores at d_k = 512
-
-
-def _png(fig: Figure) -> bytes:
-    """The figure as a PNG at screen resolution, then closed. Faster than letting the inline
-    backend show it (which re-lays the figure out with a tight bounding box at a higher dpi):
-    a slider panel must redraw quickly to be worth moving (bench/browser.py)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_PNG_DPI)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _show(png: bytes) -> None:
-    """Display a PNG in the current output (inside a panel: its Output widget)."""
-    from IPython.display import Image, display
-
-    display(Image(data=png, format="png"))
-
-
-_PNG_DPI = 80  # screen resolution of the rendered panels
 
 
 class _Panel:
@@ -98,12 +79,6 @@ def _random_scores(d_k: int, n_pairs: int, n_keys: int, seed: int):
     row = keys @ query  # (n_keys,)
     pairs.flags.writeable = row.flags.writeable = False  # shared through the cache
     return pairs, row
-
-
-def _entropy(a: np.ndarray) -> float:
-    """H(a) = -sum_j a_j log a_j in nats (0 log 0 = 0)."""
-    nz = a[a > 0]
-    return float(-(nz * np.log(nz)).sum())
 
 
 def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_keys: int = 10,
@@ -134,10 +109,11 @@ def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_k
     ax_hist.legend(fontsize=8, loc="upper left")
 
     x = np.arange(n_keys)
+    h_unscaled, h_scaled = row_entropy(unscaled), row_entropy(scaled)  # nats
     ax_row.bar(x - 0.2, unscaled, width=0.4, color=VERMILION, hatch="///",
-               label=f"unscaled: max {unscaled.max():.2f}, entropy {_entropy(unscaled):.2f}")
+               label=f"unscaled: max {unscaled.max():.2f}, entropy {h_unscaled:.2f}")
     ax_row.bar(x + 0.2, scaled, width=0.4, color=BLUE,
-               label=f"scaled: max {scaled.max():.2f}, entropy {_entropy(scaled):.2f}")
+               label=f"scaled: max {scaled.max():.2f}, entropy {h_scaled:.2f}")
     ax_row.axhline(1 / n_keys, color=MID_GREY, lw=0.8, ls=":",
                    label=f"uniform $1/{n_keys}$ (entropy {np.log(n_keys):.2f})")
     ax_row.set_ylim(0, 1.5)  # headroom above weight 1 keeps the legend off the bars
@@ -172,10 +148,10 @@ def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0) 
                                          continuous_update=False, style=style, layout=layout)
     @functools.lru_cache(maxsize=128)  # a slider position seen before comes back at once
     def png(d_k, temperature):
-        return _png(plot_scaling(d_k, temperature, seed=seed))
+        return figure_png(plot_scaling(d_k, temperature, seed=seed))
 
     def draw(d_k, temperature):
-        _show(png(d_k, temperature))
+        show_png(png(d_k, temperature))
 
     output = widgets.interactive_output(draw, {"d_k": d_k_slider, "temperature": temp_slider})
     box = widgets.VBox([widgets.HBox([d_k_slider, temp_slider]), output])
@@ -232,10 +208,11 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
 
     @functools.lru_cache(maxsize=None)  # one picture per head
     def png(head):
-        return _png(plot_head(Q[head], K[head], weights[head], tokens, head))  # 0-1: heads compare
+        # one colour scale, 0-1, for every head: heads compare
+        return figure_png(plot_head(Q[head], K[head], weights[head], tokens, head))
 
     def draw(head):
-        _show(png(head))
+        show_png(png(head))
 
     output = widgets.interactive_output(draw, {"head": slider})
     return HeadExplorer(widgets.VBox([slider, output]), slider, output, weights)
@@ -316,11 +293,7 @@ class PruningExplorer(_Panel):
     def redraw(self) -> None:
         key = (self.order.value, self.n_removed.value)
         if key not in self._cache:  # each picture is rendered once; going back is instant
-            fig = self.figure()
-            png = io.BytesIO()
-            fig.savefig(png, format="png", dpi=_PNG_DPI)
-            plt.close(fig)
-            self._cache[key] = png.getvalue()
+            self._cache[key] = figure_png(self.figure())
         self.image.value = self._cache[key]
 
 
