@@ -29,8 +29,7 @@ import torch
 import transformers
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mha_course.models.minilm import load_minilm, model_path
-from mha_course.models.minilm import np_bert, torch_bert
+from mha_course.models.minilm import load_minilm, model_path, np_bert, torch_bert
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 N_PIECES = 16
@@ -82,6 +81,7 @@ def main() -> None:
         def numpy_forward():
             return np_bert.encode(ours_np.params, ids, types, eps)
 
+        @torch.inference_mode()  # as transformers' below: no graph is built
         def torch_forward():
             return torch_bert.encode(ours_torch.params, ids_t, types_t, eps)
 
