@@ -71,7 +71,8 @@ def _replace_in_code(source: str, old: str, new: str) -> str:
 
 def _solution_cell(nb, grade_id):
     return next(c for c in nb.cells
-                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == f"{grade_id}-solution")
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                == f"{grade_id}-solution")
 
 
 def make_class(folder: Path, students: int, loops: int) -> dict[str, float]:
@@ -80,21 +81,25 @@ def make_class(folder: Path, students: int, loops: int) -> dict[str, float]:
 
     from mha_course.grading.authoring import graded_cells
 
-    solutions = {p.stem: nbformat.read(p, as_version=4) for p in sorted((ROOT / "solutions").glob("*.ipynb"))}
+    solutions = {p.stem: nbformat.read(p, as_version=4)
+                 for p in sorted((ROOT / "solutions").glob("*.ipynb"))}
     points = {g.grade_id: g.points for nb in solutions.values() for g in graded_cells(nb)}
-    notebook_points = {stem: sum(g.points for g in graded_cells(nb)) for stem, nb in solutions.items()}
+    notebook_points = {stem: sum(g.points for g in graded_cells(nb))
+                       for stem, nb in solutions.items()}
     full = sum(points.values())
     expected = {}
     for k in range(students):
         student = f"student{k:03d}"
-        notebooks = {stem: nbformat.from_dict(json.loads(json.dumps(nb))) for stem, nb in solutions.items()}
+        notebooks = {stem: nbformat.from_dict(json.loads(json.dumps(nb)))
+                     for stem, nb in solutions.items()}
         raw: dict[str, str | None] = {}
         total = full
         kind = k % 20  # per 20 students: 12 right, 3 blank, 4 one wrong line, 1 hostile
         if k < loops:
             stem = "ex01_softmax_and_sdpa"
             notebooks[stem].cells.append(nbformat.v4.new_code_cell(
-                "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"))
+                "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                "while True:\n    pass"))
             total -= notebook_points[stem]
         elif kind in (12, 13, 14):
             for stem in notebooks:
@@ -139,7 +144,8 @@ def main() -> int:
     parser.add_argument("--loops", type=int, default=0, help="students whose notebook never ends")
     parser.add_argument("--keep", type=Path, default=None, help="keep the class and gradebook here")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="mha-bench-grading-")) if args.keep is None else args.keep
+    workdir = (Path(tempfile.mkdtemp(prefix="mha-bench-grading-")) if args.keep is None
+               else args.keep)
     try:
         t = time.perf_counter()
         expected = make_class(workdir / "submissions", args.students, args.loops)
@@ -166,7 +172,8 @@ def main() -> int:
         projection = seconds * 100 / args.students
         cpu = summary["seconds"]["notebook_cpu"]
         print(f"\nmeasured: {seconds:.1f} s for {args.students} students x "
-              f"{summary['notebooks_per_student']} notebooks ({notebooks / seconds:.2f} notebooks/s, "
+              f"{summary['notebooks_per_student']} notebooks "
+              f"({notebooks / seconds:.2f} notebooks/s, "
               f"{seconds / notebooks:.2f} s per notebook) with --jobs {args.jobs}, "
               f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
               f"{load_after[0]:.2f} after")
