@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
-from mha_course.models.cache import Cache, zero_padding
+from mha_course.models.cache import Cache, concatenate, zero_padding
 from mha_course.models.minilm import load_minilm
 from mha_course.torch_attention import padding_mask
 
@@ -183,3 +183,22 @@ def test_minilm_run_with_gates_equals_forward(backend):
         np.testing.assert_allclose(one.attn_in, out.hidden_states[:-1], atol=2e-5)
     plain = model.run(texts)
     assert np.abs(plain.attn_out[1] - cache.attn_out[1]).max() > 1e-3
+
+
+def test_concatenate_pads_and_reindexing_restores_the_order():
+    rng = np.random.default_rng(3)
+    a, b = _random_cache(rng, [2, 4]), _random_cache(rng, [5])
+    both = concatenate([a, b])
+    assert both.lengths.tolist() == [2, 4, 5] and both.n == 5 and both.inputs == [0, 1, 0]
+    np.testing.assert_array_equal(both[1].attention, a[1].attention)
+    np.testing.assert_array_equal(both[2].residual, b.residual)
+    assert (both.attention[:, 1, :, 4:] == 0).all()  # padded on concatenation
+    shuffled = both[[2, 0, 1]]
+    assert shuffled.lengths.tolist() == [5, 2, 4] and shuffled.tokens[0] == b.tokens[0]
+    np.testing.assert_array_equal(shuffled[[1, 2, 0]].z, both.z)
+    assert both.head_gates is None
+    gated = concatenate([Cache(**{**vars(a), "head_gates": np.zeros((2, 3))}), b])
+    assert gated.head_gates.shape == (2, 3, 3)  # (n_layers, batch, n_heads): gates differ
+    assert (gated.head_gates[:, :2] == 0).all() and (gated.head_gates[:, 2] == 1).all()
+    with pytest.raises(ValueError, match="at least one Cache"):
+        concatenate([])

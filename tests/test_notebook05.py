@@ -9,7 +9,6 @@ here, which is why this is its own (slow) module rather than part of test_explor
 from __future__ import annotations
 
 import pytest
-
 from notebook_kernel import NOTEBOOKS, notebook_kernel
 
 NOTEBOOK = NOTEBOOKS / "05_real_model_heads.ipynb"
@@ -24,7 +23,8 @@ def test_notebook_05_explorer_redraws_minilm_in_the_kernel():
             ["5", "11", "12"]  # MiniLM's 6 x 12 heads on the 12 pieces of the running example
         kernel.assert_each_move_redraws(digest, (
             "panel.layer.value = 1", "panel.head.value = 8", "panel.view.value = 'grid'",
-            "panel.layer.value = 5", "panel.view.value = 'head view'", "panel.threshold.value = 0.3",
+            "panel.layer.value = 5", "panel.view.value = 'head view'",
+            "panel.threshold.value = 0.3",
             "panel.text.value = 'A heron stood in the shallow water.'"))
         assert run("print(panel.tokens[:3], panel.title(1, 8))").strip() == \
             "['[CLS]', 'a', 'heron'] L1H8 local 0.65"

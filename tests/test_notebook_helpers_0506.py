@@ -111,7 +111,8 @@ def test_head_maps_fill_a_grid_and_hide_the_spare_axes():
 
 def _clark_rows():
     rows = []
-    for relation, acc, base in (("nsubj", (0.6, 0.5), (0.55, 0.55)), ("det", (0.8, 0.7), (0.7, 0.7))):
+    for relation, acc, base in (("nsubj", (0.6, 0.5), (0.55, 0.55)),
+                                ("det", (0.8, 0.7), (0.7, 0.7))):
         for direction, a, b in zip(DIRECTION_WORDS, acc, base):
             rows.append({"relation": relation, "direction": direction,
                          "direction_words": DIRECTION_WORDS[direction], "query": "q", "key": "k",

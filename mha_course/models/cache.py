@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Cache", "HeadCache", "zero_padding"]
+__all__ = ["Cache", "HeadCache", "concatenate", "zero_padding"]
 
 ARRAYS = ("attention", "z", "attn_in", "attn_out", "residual")
 
@@ -102,29 +102,36 @@ class Cache:
         return self.z[:, b, :, :self.lengths[b]]  # (n_layers, n_heads, m, d_v)
 
     def __getitem__(self, index) -> Cache:
-        """cache[b] (an int) or cache[b0:b1] (a slice): those sequences as a Cache of their own,
-        padded only to their own longest length."""
+        """cache[b] (an int), cache[b0:b1] (a slice) or cache[[b, ...]] (ints, in any order):
+        those sequences as a Cache of their own, padded only to their own longest length."""
+        if isinstance(index, (int, np.integer)) and not -self.batch <= index < self.batch:
+            raise IndexError(f"sequence {index} of a batch of {self.batch}")
         if isinstance(index, (int, np.integer)):
-            if not -self.batch <= index < self.batch:
-                raise IndexError(f"sequence {index} of a batch of {self.batch}")
-            index = slice(int(index) % self.batch, int(index) % self.batch + 1)
-        if not isinstance(index, slice):
-            raise TypeError(f"index a Cache with an int or a slice; got {type(index).__name__}")
-        rows = range(self.batch)[index]
-        if len(rows) == 0:
+            rows = np.array([int(index) % self.batch])
+        elif isinstance(index, slice):
+            rows = np.arange(self.batch)[index]
+        else:
+            rows = np.asarray(index)
+            if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+                raise TypeError("index a Cache with an int, a slice or a list of ints; got "
+                                f"{type(index).__name__}")
+            if rows.size and not ((-self.batch <= rows) & (rows < self.batch)).all():
+                raise IndexError(f"sequences {rows.tolist()} of a batch of {self.batch}")
+        if rows.size == 0:
             raise IndexError(f"{index} selects no sequence of a batch of {self.batch}")
-        m = int(self.lengths[index].max())
+        m = int(self.lengths[rows].max())
         gates = self.head_gates
         if gates is not None and gates.ndim == 3:
-            gates = gates[:, index]  # (n_layers, batch', n_heads)
+            gates = gates[:, rows]  # (n_layers, batch', n_heads)
         return Cache(
-            tokens=self.tokens[index], lengths=self.lengths[index],
-            attention=self.attention[:, index, :, :m, :m],  # (n_layers, batch', n_heads, m, m)
-            z=self.z[:, index, :, :m],  # (n_layers, batch', n_heads, m, d_v)
-            attn_in=self.attn_in[:, index, :m],  # (n_layers, batch', m, d_model)
-            attn_out=self.attn_out[:, index, :m],  # (n_layers, batch', m, d_model)
-            residual=self.residual[:, index, :m],  # (n_layers + 1, batch', m, d_model)
-            head_gates=gates, inputs=None if self.inputs is None else self.inputs[index])
+            tokens=[self.tokens[b] for b in rows], lengths=self.lengths[rows],
+            attention=self.attention[:, rows, :, :m, :m],  # (n_layers, batch', n_heads, m, m)
+            z=self.z[:, rows, :, :m],  # (n_layers, batch', n_heads, m, d_v)
+            attn_in=self.attn_in[:, rows, :m],  # (n_layers, batch', m, d_model)
+            attn_out=self.attn_out[:, rows, :m],  # (n_layers, batch', m, d_model)
+            residual=self.residual[:, rows, :m],  # (n_layers + 1, batch', m, d_model)
+            head_gates=gates,
+            inputs=None if self.inputs is None else [self.inputs[b] for b in rows])
 
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
@@ -170,3 +177,45 @@ def zero_padding(arrays: dict, lengths) -> dict:
             keep = real[:, :, None]  # (batch, n, 1)
         out[name] = np.where(keep, a, 0).astype(a.dtype, copy=False)
     return out
+
+
+def _pad_to(a: np.ndarray, n: int, position_axes) -> np.ndarray:
+    """a with its position axes padded with zeros to length n."""
+    widths = [(0, 0)] * a.ndim
+    for axis in position_axes:
+        widths[axis] = (0, n - a.shape[axis])
+    return np.pad(a, widths)
+
+
+def concatenate(caches) -> Cache:
+    """One Cache from several (e.g. the batches of one run), in order, padded to the longest.
+
+    head_gates: None if every part ran without gates, the common (n_layers, n_heads) if every
+    part ran with the same, otherwise (n_layers, batch, n_heads).
+    """
+    caches = list(caches)
+    if not caches:
+        raise ValueError("concatenate needs at least one Cache")
+    n = max(c.n for c in caches)
+    axes = {"attention": (-2, -1), "z": (-2,), "attn_in": (-2,), "attn_out": (-2,),
+            "residual": (-2,)}
+    arrays = {name: np.concatenate([_pad_to(getattr(c, name), n, axes[name]) for c in caches],
+                                   axis=1) for name in ARRAYS}  # batch: axis 1
+    gates = [c.head_gates for c in caches]
+    if all(g is None for g in gates):
+        head_gates = None
+    elif all(g is not None and g.ndim == 2 for g in gates) and all(
+            np.array_equal(g, gates[0]) for g in gates):
+        head_gates = gates[0]
+    else:
+        per_sequence = []
+        for c, g in zip(caches, gates):
+            g = np.ones((c.n_layers, c.n_heads)) if g is None else np.asarray(g)
+            per_sequence.append(np.broadcast_to(g[:, None] if g.ndim == 2 else g,
+                                                (c.n_layers, len(c), c.n_heads)))
+        head_gates = np.concatenate(per_sequence, axis=1)  # (n_layers, batch, n_heads)
+    inputs = (None if any(c.inputs is None for c in caches)
+              else [x for c in caches for x in c.inputs])
+    return Cache(tokens=[t for c in caches for t in c.tokens],
+                 lengths=np.concatenate([c.lengths for c in caches]), head_gates=head_gates,
+                 inputs=inputs, **arrays)

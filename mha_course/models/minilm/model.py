@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mha_course.models.cache import Cache, zero_padding
+from mha_course.models.cache import Cache, concatenate, zero_padding
 from mha_course.models.minilm import np_bert
 from mha_course.models.minilm.tokenize import Encoding, encode, load_tokenizer
 from mha_course.models.minilm.weights import BertConfig, load_params, model_path
@@ -99,11 +99,12 @@ class MiniLM:
     def run(self, texts, head_gates=None, batch_size: int = 32) -> Cache:
         """One text or a list of texts through the model -> `Cache` (NumPy, the model's dtype).
 
-        Texts are padded to the longest and run `batch_size` at a time; keys beyond a text's
-        length are masked out, and the padded positions are 0 in the Cache. cache.inputs[b] is
-        text b's `Encoding` (its text, offsets, words and word_index). head_gates: None,
-        (n_layers, n_heads) or (n_layers, batch, n_heads), as in `forward`. In BERT (post-LN)
-        the attention of layer l reads the residual stream itself: attn_in[l] = residual[l].
+        Texts of similar length run `batch_size` at a time; keys beyond a text's length are
+        masked out, and the Cache, padded to the longest text, is 0 at the padded positions.
+        cache.inputs[b] is text b's `Encoding` (its text, offsets, words and word_index).
+        head_gates: None, (n_layers, n_heads) or (n_layers, batch, n_heads), as in `forward`.
+        In BERT (post-LN) the attention of layer l reads the residual stream itself:
+        attn_in[l] = residual[l].
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -120,21 +121,22 @@ class MiniLM:
         types = np.zeros((batch, n), dtype=np.int64)  # (batch, n)
         for b, e in enumerate(encs):
             ids[b, :lengths[b]], types[b, :lengths[b]] = e.input_ids, e.token_type_ids
-        hidden, attention, z = [], [], []
+        order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: less padding
+        chunks = []
         for start in range(0, batch, batch_size):
-            rows = slice(start, start + batch_size)
+            rows = order[start:start + batch_size]
+            m = int(lengths[rows].max())
             g = gates if gates is None or gates.ndim == 2 else gates[:, rows]  # batch on axis 1
-            out = self.forward(ids[rows], types[rows], padding_mask(lengths[rows], n), g)
-            hidden.append(out.hidden_states)  # (n_layers + 1, chunk, n, d_model)
-            attention.append(out.attentions)  # (n_layers, chunk, n_heads, n, n)
-            z.append(out.heads)  # (n_layers, chunk, n_heads, n, d_v)
-        residual = np.concatenate(hidden, axis=1)  # (n_layers + 1, batch, n, d_model)
-        z = np.concatenate(z, axis=1)  # (n_layers, batch, n_heads, n, d_v)
-        arrays = zero_padding({"attention": np.concatenate(attention, axis=1), "z": z,
-                               "attn_in": residual[:-1], "attn_out": self._attn_out(z, gates),
-                               "residual": residual}, lengths)
-        return Cache(tokens=[e.tokens for e in encs], lengths=lengths, head_gates=gates,
-                     inputs=encs, **arrays)
+            out = self.forward(ids[rows, :m], types[rows, :m], padding_mask(lengths[rows], m), g)
+            arrays = {"attention": out.attentions,  # (n_layers, chunk, n_heads, m, m)
+                      "z": out.heads,  # (n_layers, chunk, n_heads, m, d_v)
+                      "attn_in": out.hidden_states[:-1],  # (n_layers, chunk, m, d_model)
+                      "attn_out": self._attn_out(out.heads, g),  # (n_layers, chunk, m, d_model)
+                      "residual": out.hidden_states}  # (n_layers + 1, chunk, m, d_model)
+            chunks.append(Cache(tokens=[encs[b].tokens for b in rows], lengths=lengths[rows],
+                                head_gates=g, inputs=[encs[b] for b in rows],
+                                **zero_padding(arrays, lengths[rows])))
+        return concatenate(chunks)[np.argsort(order)]  # back in the order of the texts
 
     def _attn_out(self, z, gates) -> np.ndarray:
         """(n_layers, batch, n, d_model): Concat(xi_1 Z_1 .. xi_h Z_h) W^O + b^O of every layer,

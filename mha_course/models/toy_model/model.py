@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from mha_course.models import toy_language as lang
-from mha_course.models.cache import Cache, zero_padding
+from mha_course.models.cache import Cache, concatenate, zero_padding
 from mha_course.models.toy_model.config import ToyConfig
 from mha_course.params import check_head_gates
 from mha_course.torch_attention import MultiHeadAttention, padding_mask
@@ -151,7 +151,7 @@ class ToyTransformer(nn.Module):
         a `toy_language.Sentence`, a list of Sentences, or a list of token lists (each with
         [CLS] and [SEP]). head_gates: None (all 1), (n_layers, n_heads) or
         (n_layers, batch, n_heads), as in `forward`. Runs in eval mode, `batch_size` sequences
-        per forward pass, padded to the longest sequence.
+        of similar length per forward pass; the Cache is padded to the longest sequence.
         """
         token_lists, sources = _token_lists(inputs)
         batch = len(token_lists)
@@ -162,45 +162,36 @@ class ToyTransformer(nn.Module):
         ids = np.zeros((batch, lengths.max()), dtype=np.int64)  # (batch, n), 0 = [PAD]
         for b, tokens in enumerate(token_lists):
             ids[b, :lengths[b]] = lang.encode(tokens)
-        names = ("weights", "heads", "attn_in", "attn_out", "residual")
-        parts = {name: [] for name in names}
+        order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: less padding
+        chunks = []
         was_training = self.training
         self.eval()
         try:
             for start in range(0, batch, batch_size):
-                rows = slice(start, start + batch_size)
+                rows = order[start:start + batch_size]
+                m = int(lengths[rows].max())
                 g = gates if gates is None or gates.ndim == 2 else gates[:, rows]
-                out = self(torch.from_numpy(ids[rows]), torch.from_numpy(lengths[rows]), g)
-                for name in names:
-                    parts[name].append(getattr(out, name).numpy())  # (n_layers(+1), chunk, ...)
+                out = self(torch.from_numpy(ids[rows, :m]), torch.from_numpy(lengths[rows]), g)
+                arrays = {"attention": out.weights, "z": out.heads, "attn_in": out.attn_in,
+                          "attn_out": out.attn_out, "residual": out.residual}
+                chunks.append(Cache(
+                    tokens=[list(token_lists[b]) for b in rows], lengths=lengths[rows],
+                    inputs=[sources[b] for b in rows], head_gates=None if g is None else g.numpy(),
+                    **zero_padding({k: v.numpy() for k, v in arrays.items()}, lengths[rows])))
         finally:
             self.train(was_training)
-        arrays = {name: np.concatenate(parts[name], axis=1) for name in names}  # batch: axis 1
-        arrays = zero_padding({"attention": arrays.pop("weights"), "z": arrays.pop("heads"),
-                               **arrays}, lengths)
-        return Cache(tokens=[list(t) for t in token_lists], lengths=lengths,
-                     head_gates=None if head_gates is None else np.asarray(head_gates),
-                     inputs=sources, **arrays)
+        return concatenate(chunks)[np.argsort(order)]  # back in the order of the inputs
 
-    @torch.no_grad()
     def attention(self, sentence) -> np.ndarray:
         """Attention weights over sentence.tokens (a Sentence or a token list):
         (n_layers, n_heads, n, n)."""
         tokens = sentence.tokens if hasattr(sentence, "tokens") else list(sentence)
-        ids = torch.tensor([lang.encode(tokens)])  # (1, n)
-        return self(ids).weights[:, 0].numpy()  # (n_layers, n_heads, n, n)
+        return self.run([tokens]).attention[:, 0]  # (n_layers, n_heads, n, n)
 
-    @torch.no_grad()
     def attentions(self, sentences, batch_size: int = 256) -> list[np.ndarray]:
         """attention() for many sentences at once, each (n_layers, n_heads, n_s, n_s)."""
-        out = []
-        for start in range(0, len(sentences), batch_size):
-            chunk = sentences[start:start + batch_size]
-            ids, lengths = lang.pad_batch(chunk)
-            W = self(torch.from_numpy(ids), torch.from_numpy(lengths)).weights.numpy()
-            out += [W[:, b, :, :n, :n] for b, n in enumerate(lengths)]
-        return out
-
+        cache = self.run(list(sentences), batch_size=batch_size)
+        return [cache.attention_of(b) for b in range(len(cache))]
 
 def _token_lists(inputs) -> tuple[list[list[str]], list]:
     """(token lists, what each came from) for `ToyTransformer.run`'s inputs."""
