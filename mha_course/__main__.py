@@ -7,25 +7,25 @@ import json
 import sys
 from pathlib import Path
 
+from mha_course.analysis import heads
+from mha_course.experiments import head_counts, objectives, several_heads, toy_sweep, toy_training
+from mha_course.models import toy_model
+
 
 def _train_toy(args: argparse.Namespace) -> int:
-    from mha_course.experiments import toy_training
-    from mha_course.models import toy_model
-
     config = toy_model.ToyConfig() if args.steps is None else toy_model.ToyConfig(steps=args.steps)
     _, report = toy_training.train(config, seed=args.seed, out_dir=args.out, seconds=args.seconds,
                                 progress=not args.quiet)
-    best = {role: f"L{b['layer']}H{b['head']} {b['score']:.2f}" for role, b in report["best"].items()}
+    best = {role: f"L{b['layer']}H{b['head']} {b['score']:.2f}"
+            for role, b in report["best"].items()}
+    accuracy = {k: round(v, 3) for k, v in report["accuracy"].items()}
     print(json.dumps({"out": str(args.out), "seconds": round(report["seconds"], 1),
-                      "steps": report["steps"], "best_heads": best,
-                      "accuracy": {k: round(v, 3) for k, v in report["accuracy"].items()}}, indent=1))
+                      "steps": report["steps"], "best_heads": best, "accuracy": accuracy},
+                     indent=1))
     return 0
 
 
 def _train_toy_ablation(args: argparse.Namespace) -> int:
-    from mha_course.analysis import heads
-    from mha_course.experiments import objectives
-
     path = objectives.write_readout_ablation(args.out, seeds=args.seeds, steps=args.steps,
                                              with_readouts=args.with_readouts,
                                              progress=not args.quiet)
@@ -34,21 +34,23 @@ def _train_toy_ablation(args: argparse.Namespace) -> int:
 
 
 def _compare_heads(args: argparse.Namespace) -> int:
-    from mha_course.experiments import head_counts
-
     return head_counts.run_comparison_cli(args)
 
 
 def _several_heads(args: argparse.Namespace) -> int:
-    from mha_course.experiments import several_heads
-
     return several_heads.run_cli(args)
+
+
+def _sweep_toy(args: argparse.Namespace) -> int:
+    return toy_sweep.run_cli(args)
 
 
 _NEEDS_JUPYTER = ("needs Jupyter's nbformat and IPython, which come with the course's dev extra "
                   "(make lab, or pip install 'mha-course[dev]')")
 
 
+# The two grading commands import their modules when run: they need nbformat and IPython, which
+# come with the optional dev extra, and every other command must work without them.
 def _make_exercises(args: argparse.Namespace) -> int:
     try:
         from mha_course.grading import authoring
@@ -98,27 +100,33 @@ def _grade(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mha_course", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train-toy", help="train the toy Transformer on the planted-relation "
-                                "language and write model.safetensors, config.json, heads.json")
+    train = commands.add_parser("train-toy", help="train the toy Transformer on the "
+                                "planted-relation language and write model.safetensors, "
+                                "config.json, heads.json")
     train.add_argument("--seed", type=int, default=0, help="seed for data, corruption and weights")
     train.add_argument("--out", type=Path, required=True, help="folder to write the checkpoint to")
-    train.add_argument("--steps", type=int, default=None, help="training steps (default: ToyConfig)")
+    train.add_argument("--steps", type=int, default=None,
+                       help="training steps (default: ToyConfig)")
     train.add_argument("--seconds", type=float, default=None,
                        help="stop early after this many seconds (then no longer deterministic)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train_toy)
-    ablation = commands.add_parser("train-toy-ablation", help="train the toy recipe without its two "
-                                   "read-outs (neighbour, closer) and write role scores and "
+    ablation = commands.add_parser("train-toy-ablation", help="train the toy recipe without its "
+                                   "two read-outs (neighbour, closer) and write role scores and "
                                    "sub-task accuracies to a JSON file (notebook 04)")
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     ablation.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    ablation.add_argument("--steps", type=int, default=None, help="training steps (default: ToyConfig)")
+    ablation.add_argument("--steps", type=int, default=None,
+                          help="training steps (default: ToyConfig)")
     ablation.add_argument("--with-readouts", action="store_true",
                           help="also train the recipe with its read-outs, for the same seeds")
     ablation.add_argument("--quiet", action="store_true", help="no progress bar")
     ablation.set_defaults(run=_train_toy_ablation)
-    from mha_course.experiments import head_counts, several_heads  # argument lists live there
-
+    sweep = commands.add_parser("sweep-toy", help="train variants of the toy recipe for several "
+                                "seeds; one JSON line per run (best head per role, control, "
+                                "sub-task accuracies) and a table over seeds "
+                                "(docs/design/toy_language.md)")
+    toy_sweep.add_arguments(sweep).set_defaults(run=_sweep_toy)
     compare = commands.add_parser("compare-heads", help="train the toy Transformer with several "
                                   "heads and with one head at the same parameter count; print "
                                   "held-out accuracy per sub-task")
@@ -127,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "count on a task where each token needs two places (notebook 07)")
     several_heads.add_arguments(several).set_defaults(run=_several_heads)
     make = commands.add_parser("make-exercises", help="generate the exercise notebooks from the "
-                               "solution notebooks (solution regions become stubs, outputs cleared)")
+                               "solution notebooks (solution regions become stubs, outputs "
+                               "cleared)")
     make.add_argument("--solutions", type=Path, default=Path("solutions"),
                       help="folder of solution notebooks (default: solutions)")
     make.add_argument("--out", type=Path, default=Path("exercises"),

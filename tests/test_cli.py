@@ -1,4 +1,5 @@
-"""`python -m mha_course train-toy` writes a loadable checkpoint with its head report."""
+"""The command line: `python -m mha_course train-toy` writes a loadable checkpoint with its head
+report; the experiment commands run, refuse bad input, and `sweep-toy` writes its JSONL."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+from mha_course.models import toy_language, toy_model
 
 
 def run_cli(*args, cwd=None):
@@ -32,8 +35,6 @@ def test_train_toy_writes_checkpoint_config_and_heads(tmp_path):
     assert len(heads["heads"]) == config["n_layers"] * config["n_heads"]
     assert set(heads["best"]) == {"local", "syntactic", "delimiter", "coreference", "rare_word",
                                   "rare_target", "identity", "duplicate"}
-
-    from mha_course.models import toy_language, toy_model
 
     model = toy_model.load(out)
     sentence = toy_language.generate(1, seed=5)[0]
@@ -67,9 +68,35 @@ def test_compare_heads_command_refuses_a_head_count_that_does_not_divide_d_model
 def test_help_lists_the_experiment_commands():
     result = run_cli("--help")
     assert "compare-heads" in result.stdout and "several-heads" in result.stdout
+    assert "sweep-toy" in result.stdout
 
 
 def test_train_toy_ablation_is_listed_and_needs_an_output_file():
     assert "train-toy-ablation" in run_cli("--help").stdout
     result = run_cli("train-toy-ablation", "--seeds", "0")
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_sweep_toy_trains_a_grid_writes_jsonl_and_summarizes_it(tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    tiny = ["n_layers=1", "n_heads=2", "d_model=16", "d_k=8", "d_ff=32", "batch_size=8",
+            "n_train_sentences=100", "n_eval_sentences=20", "grammar.repeat_prob=0.3"]
+    result = run_cli("sweep-toy", "--variants", "default", "no_closer", "--seeds", "0", "--steps",
+                     "2", "--set", *tiny, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["variant"].split("+")[0] for r in runs] == ["default", "no_closer"]
+    assert runs[1]["changes"]["closer_loss"] == 0.0
+    assert runs[0]["changes"]["grammar"] == {"repeat_prob": 0.3}
+    assert all(r["steps"] == 2 and r["seed"] == 0 for r in runs)
+    table = run_cli("sweep-toy", "--summarize", str(out))
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].startswith("| variant | seeds | pass |")
+    assert len(table.stdout.splitlines()) == 4
+
+
+def test_sweep_toy_refuses_unknown_variants_and_settings():
+    result = run_cli("sweep-toy", "--variants", "postln")
+    assert result.returncode == 2 and "postln" in result.stderr
+    result = run_cli("sweep-toy", "--set", "closer_weight=1")
+    assert result.returncode == 2 and "closer_weight" in result.stderr
