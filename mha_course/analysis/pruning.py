@@ -52,11 +52,11 @@ def importance_from_gradients(gate_gradients, normalise: bool = True) -> np.ndar
     """Michel et al. (2019): I_h = E_x |dL(x)/dxi_h|, (n_layers, n_heads), from the gate gradients
     (n_items, n_layers, n_heads) of the evaluation items; with `normalise`, divided by each
     layer's L2 norm (`normalise_per_layer`)."""
-    grads = np.asarray(gate_gradients, dtype=np.float64)
+    grads = np.asarray(gate_gradients)  # averaged in their own dtype (float32 from a model)
     if grads.ndim != 3 or len(grads) == 0:
         raise ValueError("gate_gradients must be (n_items, n_layers, n_heads) with n_items >= 1; "
                          f"got shape {grads.shape}")
-    scores = np.abs(grads).mean(axis=0)  # (n_layers, n_heads)
+    scores = np.abs(grads).mean(axis=0).astype(np.float64)  # (n_layers, n_heads)
     return normalise_per_layer(scores) if normalise else scores
 
 
