@@ -142,6 +142,29 @@ def test_rare_word_counts_only_rare_queries_with_a_context_and_is_nan_without_on
         H.fixed_offset_baseline([bare], attr="rare_context")
 
 
+def test_fixed_offset_ties_go_to_the_nearer_then_the_earlier_token():
+    assert H.best_offset({-3: 0.4, 2: 0.4, 5: 0.2}) == (2, 0.4)
+    assert H.best_offset({1: 0.5, -1: 0.5}) == (-1, 0.5)
+    k, fraction = H.best_offset({})
+    assert k == 0 and np.isnan(fraction)
+    assert H.offset_fractions([2, -1, 2, 2]) == {-1: 0.25, 2: 0.75}
+    # a tie in the data: one sentence's target is 2 before, the other's 1 after; either order
+    first = SimpleNamespace(tokens=["a", "b", "c"], head=[-1, -1, 0])
+    second = SimpleNamespace(tokens=["a", "b", "c"], head=[1, -1, -1])
+    assert H.fixed_offset_baseline([first, second]) == (1, 0.5)
+    assert H.fixed_offset_baseline([second, first]) == (1, 0.5)
+
+
+def test_row_entropy_is_the_entropy_of_each_row_in_nats():
+    rng = np.random.default_rng(3)
+    A = rng.dirichlet(np.full(6, 0.3), size=(2, 3, 4))  # (2, 3, 4, 6)
+    A[0, 0, 0] = np.eye(6)[2]  # a one-hot row: exact zeros count as 0 log 0 = 0
+    expected = np.array([[[-sum(p * np.log(p) for p in row if p > 0) for row in head]
+                          for head in layer] for layer in A])  # (2, 3, 4)
+    np.testing.assert_allclose(H.row_entropy(A), expected, atol=1e-9)
+    assert H.row_entropy(np.full(5, 0.2)) == pytest.approx(np.log(5))
+
+
 def test_uniform_attention_scores_low(corpus):
     A = build(corpus, uniform)
     n_mean = np.mean([len(s.tokens) for s in corpus])

@@ -25,6 +25,7 @@ from mha_course.analysis.alignment import (
     parse,
     resolve_coreference,
 )
+from mha_course.analysis.heads import best_offset
 from mha_course.analysis.syntax import (
     DIRECTIONS,
     RELATIONS,
@@ -218,6 +219,21 @@ def test_offset_baseline_on_a_hand_built_sentence():
     table = clark_table(_one_hot_attention([s], lambda s, i: i + 1 if i < 6 else None), [s])
     assert table["det"].dep_to_head.best_accuracy == 1.0  # the next-word head finds both dets
     assert table["nsubj"].n_arcs == 1 and table["nsubj"].head_to_dep.best_accuracy == 0.0
+
+
+def test_offset_baseline_breaks_ties_as_the_head_metrics_do():
+    # [CLS] the dog saw a big cat [SEP]: det the->dog is +1, det a->cat is +2 (a tie)
+    s = AlignedSentence(
+        text="the dog saw a big cat",
+        words=["[CLS]", "the", "dog", "saw", "a", "big", "cat", "[SEP]"],
+        word_spans=np.zeros((8, 2), dtype=int), word_index=np.arange(8),
+        pos=["", "DET", "NOUN", "VERB", "DET", "ADJ", "NOUN", ""],
+        dep=["", "det", "nsubj", "ROOT", "det", "amod", "dobj", ""],
+        head=np.array([-1, 2, 3, -1, 6, 6, 3, -1]))
+    assert offset_accuracies([s], "det") == {1: 0.5, 2: 0.5}
+    assert offset_baseline([s], "det") == (1, 0.5)  # the nearer word
+    assert offset_baseline([s], "det", "head_to_dep") == (-1, 0.5)
+    assert offset_baseline([s], "det") == best_offset(offset_accuracies([s], "det"))
 
 
 def _hand_built_sentence() -> AlignedSentence:
