@@ -1,6 +1,7 @@
 """What the toy model's two auxiliary read-outs buy: its recipe trained with and without them.
 
-The toy model (`mha_course.models.toy_model`) is trained on three objectives, summed in `toy_model._loss`:
+The toy model (`mha_course.models.toy_model`) is trained on three objectives, summed in
+`toy_model.training._loss`:
 
 - denoising: restore the clean word at every word position of a corrupted sentence;
 - "name your left neighbour" (`ToyConfig.neighbour_loss`): a small read-out at every word names the
@@ -33,7 +34,8 @@ import torch
 from mha_course.experiments import toy_training
 from mha_course.models import toy_model
 
-__all__ = ["Arm", "ARMS", "WITH_READOUTS", "WITHOUT_READOUTS", "checkpoint_run", "ABLATION_FILE", "train_arm", "readout_ablation", "write_readout_ablation",
+__all__ = ["Arm", "ARMS", "WITH_READOUTS", "WITHOUT_READOUTS", "checkpoint_run", "ABLATION_FILE",
+           "train_arm", "readout_ablation", "write_readout_ablation",
            "load_readout_ablation", "compare", "format_ablation"]
 
 ABLATION_FILE = "readout_ablation.json"  # under mha_course/data/
@@ -71,7 +73,8 @@ def train_arm(arm: Arm, seed: int, config: toy_model.ToyConfig | None = None,
 def readout_ablation(seeds=(0,), config: toy_model.ToyConfig | None = None,
                      steps: int | None = None, arms=(WITHOUT_READOUTS,),
                      progress: bool = False) -> dict:
-    """`train_arm` for every seed and arm, with what is needed to repeat it (command, date, torch)."""
+    """`train_arm` for every seed and arm, with what is needed to repeat it (command, date,
+    torch)."""
     base = config or toy_model.ToyConfig()
     runs = [train_arm(arm, seed, base, steps, progress) for seed in seeds for arm in arms]
     seed_args = " ".join(str(s) for s in seeds)
@@ -122,11 +125,13 @@ def compare(result: dict, roles) -> dict:
 
 def format_ablation(result: dict, roles, extra_runs=()) -> str:
     """A table: each role's best score and each sub-task's accuracy (rows), for `extra_runs` (e.g.
-    `checkpoint_run`) and every run of `result` (columns), the untrained control's best alongside."""
+    `checkpoint_run`) and every run of `result` (columns), the untrained control's best
+    alongside."""
     runs = [*extra_runs, *result["runs"]]
     columns = [(r["seed"], r["arm"]) for r in runs]
     names = {"with_readouts": "with", "without_readouts": "without"}
-    head = f"{'best head':<14}" + "".join(f"{names.get(a, a) + ' s' + str(s):>13}" for s, a in columns)
+    head = f"{'best head':<14}" + "".join(f"{names.get(a, a) + ' s' + str(s):>13}"
+                                          for s, a in columns)
     lines = [head + f"{'control':>10}"]
     for role in roles:
         control = max(r["control"][role] for r in runs)
