@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from mha_course.models import toy_language as lang
 from mha_course.models.ablation import check_ablation, first_gated_layer, layer_gates
+from mha_course.torch_attention import padding_mask
 
 __all__ = ["ToyTask"]
 
@@ -62,22 +63,18 @@ class ToyTask:
         for start in range(0, len(self.lengths), self.batch_size):
             yield slice(start, start + self.batch_size)
 
-    def _capture_block_inputs(self) -> list[list[tuple]]:
-        """Per chunk and layer, the full model's (x (batch, n, d_model), mask) as they enter the
-        block: removing a head of layer l leaves the blocks below l as they are, so an evaluation
-        can start at layer l (read by a forward pre-hook, so the embedding is the model's own)."""
-        captured = []
-        hooks = [block.register_forward_pre_hook(lambda block, args: captured[-1].append(args[:2]))
-                 for block in self.model.blocks]
+    def _capture_block_inputs(self) -> list[tuple]:
+        """Per chunk, the full model's residual stream (n_layers + 1, batch, n, d_model), entry l
+        being what enters block l, and the padding mask (batch, 1, n): removing a head of layer l
+        leaves the blocks below l as they are, so an evaluation can start at layer l."""
         ones = torch.ones(self.n_layers, self.n_heads)  # (n_layers, n_heads), as evaluate passes
-        try:
-            with torch.no_grad():
-                for rows in self._chunks():
-                    captured.append([])
-                    self.model(self.inputs[rows], self.lengths[rows], ones)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        captured = []
+        with torch.no_grad():
+            for rows in self._chunks():
+                inputs, lengths = self.inputs[rows], self.lengths[rows]
+                residual = self.model(inputs, lengths, ones).residual
+                mask = padding_mask(lengths, inputs.shape[1])  # (batch, 1, n), as the model's
+                captured.append((residual, mask))
         return captured
 
     def head_means(self) -> np.ndarray:
@@ -118,7 +115,8 @@ class ToyTask:
         g = torch.as_tensor(gates, dtype=torch.float32)  # (n_layers, n_heads)
         start = first_gated_layer(gates)
         start = 0 if start is None else start
-        x, mask = self._block_inputs[index][start]  # (batch, n, d_model), the padding mask
+        residual, mask = self._block_inputs[index]
+        x = residual[start]  # (batch, n, d_model): what the full model fed block `start`
         for layer in range(start, self.n_layers):
             x = self.model.blocks[layer](x, mask, g[layer])[0]  # (batch, n, d_model)
         final = self.model.ln_out(x[self.at[rows]])  # (n_at, d_model)
