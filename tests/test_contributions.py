@@ -13,6 +13,9 @@ from conftest import random_params
 from mha_course import np_attention as npa
 from mha_course.analysis import activations
 from mha_course.analysis import contributions as C
+from mha_course.experiments.activations import collect_toy
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 
 
 def test_contributions_plus_bias_are_the_layer_output():
@@ -110,13 +113,7 @@ def test_sharp_but_small_finds_the_planted_head():
 
 
 def test_on_the_toy_model():
-    import torch
-
-    from mha_course.models import toy_language as lang
-    from mha_course.models import toy_model
-
-    torch.set_num_threads(1)
-    acts = activations.collect_toy(toy_model.load(), lang.generate(20, seed=3))
+    acts = collect_toy(toy_model.load(), lang.generate(20, seed=3))
     for layer in range(acts.n_layers):
         p = acts.params[layer]
         parts = C.head_contributions(acts.heads[layer], p.W_O)  # (n_heads, n_tokens, d_model)

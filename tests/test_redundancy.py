@@ -9,6 +9,9 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from mha_course.analysis import redundancy as R
+from mha_course.experiments.activations import collect_toy
+from mha_course.models import toy_language as lang
+from mha_course.models import toy_model
 from mha_course.np_attention import softmax
 
 
@@ -132,14 +135,7 @@ def test_layer_separation_and_labels():
 
 def test_on_the_toy_model():
     """A smoke test on real heads: finite, symmetric, within [0, 1], and the 16 heads differ."""
-    import torch
-
-    from mha_course.models import toy_language as lang
-    from mha_course.models import toy_model
-    from mha_course.analysis import activations
-
-    torch.set_num_threads(1)
-    acts = activations.collect_toy(toy_model.load(), lang.generate(30, seed=9))
+    acts = collect_toy(toy_model.load(), lang.generate(30, seed=9))
     D = R.js_distance_matrix(acts.attentions)
     S = R.cka_matrix(acts.heads)
     for M in (D, S):
