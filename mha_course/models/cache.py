@@ -61,6 +61,8 @@ class Cache:
 
     def __post_init__(self):
         self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        if self.head_gates is not None:
+            self.head_gates = np.asarray(self.head_gates)
         self._check()
 
     # ------------------------------------------------------------------ sizes
@@ -152,6 +154,9 @@ class Cache:
         if len(self.tokens) != B or [len(t) for t in self.tokens] != self.lengths.tolist():
             raise ValueError(f"tokens must be {B} lists with lengths {self.lengths.tolist()}; got "
                              f"{[len(t) for t in self.tokens]}")
+        if self.head_gates is not None and self.head_gates.shape not in ((L, H), (L, B, H)):
+            raise ValueError(f"head_gates must be ({L}, {H}) or ({L}, {B}, {H}); got "
+                             f"{self.head_gates.shape}")
         if self.inputs is not None and len(self.inputs) != B:
             raise ValueError(f"inputs must have one entry per sequence ({B}); got "
                              f"{len(self.inputs)}")
