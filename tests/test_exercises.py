@@ -145,7 +145,8 @@ def test_stub_keeps_the_indentation_and_the_hint():
         'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    ### HINT: use "x" twice\n'
         '    return x + x\n    ### END SOLUTION\n\nprint(f(1))'))
     assert nb.cells[0].source == ('def f(x):\n    """Doc."""\n'
-                                  '    raise NotImplementedError("use \\"x\\" twice")\n\nprint(f(1))')
+                                  '    raise NotImplementedError("use \\"x\\" twice")\n'
+                                  '\nprint(f(1))')
     assert authoring.stub_hints(nb.cells[0].source) == ['use "x" twice']
 
 
@@ -188,7 +189,8 @@ def test_hints_do_not_give_the_solution_away(name):
 
 SOFTMAX_BACKWARD = ('def softmax_backward(A, dA, axis=-1):\n    """dL/dx."""\n'
                     "    ### BEGIN SOLUTION\n    ### HINT: {hint}\n"
-                    "    return A * (dA - (dA * A).sum(axis=axis, keepdims=True))  # same shape as A\n"
+                    "    return A * (dA - (dA * A).sum(axis=axis, keepdims=True))"
+                    "  # same shape as A\n"
                     "    ### END SOLUTION\n")
 
 
@@ -268,7 +270,8 @@ def test_exercise_function_mirrors_the_package(function):
     import inspect
 
     params = exercise_signatures()[function]
-    homes = [m for m in PACKAGE_MODULES if callable(getattr(importlib.import_module(m), function, None))]
+    homes = [m for m in PACKAGE_MODULES
+             if callable(getattr(importlib.import_module(m), function, None))]
     if function in NOT_IN_PACKAGE:
         assert not homes, f"{function} is in {homes}: take it off NOT_IN_PACKAGE and compare"
         pytest.skip(NOT_IN_PACKAGE[function])
@@ -277,7 +280,8 @@ def test_exercise_function_mirrors_the_package(function):
     package = inspect.signature(getattr(importlib.import_module(homes[0]), function))
     leading = [p.name for p in package.parameters.values()
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(params)]
-    assert leading == params, f"{homes[0]}.{function}{package} vs the exercise's ({', '.join(params)})"
+    assert leading == params, \
+        f"{homes[0]}.{function}{package} vs the exercise's ({', '.join(params)})"
 
 
 def test_ex05_control_labels_draws_what_the_package_draws():

@@ -20,7 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mha_course.grading import report
+from mha_course.grading import report, sandbox
+from mha_course.grading.scoring import ExerciseResult, NotebookResult, StudentResult
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
@@ -299,7 +300,8 @@ def test_empty_submissions_and_bad_options_are_clear_errors(tmp_path):
     result = run_grader(tmp_path / "subs", tmp_path / "gradebook.csv", "--jobs", "0")
     assert result.returncode == 2 and "--jobs must be at least 1; got 0" in result.stderr
     result = run_grader(tmp_path / "subs", tmp_path / "gradebook.csv", "--seed", "-3")
-    assert result.returncode == 2 and "--seed must be a non-negative integer; got -3" in result.stderr
+    assert result.returncode == 2
+    assert "--seed must be a non-negative integer; got -3" in result.stderr
     result = run_grader(tmp_path / "subs", tmp_path / "subs" / "gradebook.csv")
     assert result.returncode == 2 and "must not be inside SUBMISSIONS" in result.stderr
     result = run_grader(tmp_path / "subs", tmp_path / "gradebook.csv", "--exercises",
@@ -308,8 +310,6 @@ def test_empty_submissions_and_bad_options_are_clear_errors(tmp_path):
 
 
 def test_feedback_markdown_escapes_table_cells():
-    from mha_course.grading.grader import ExerciseResult, NotebookResult, StudentResult
-
     nb = NotebookResult("ex.ipynb", "graded",
                         [ExerciseResult("a", "a", 0.0, 2.0, "a | b\nc"),
                          ExerciseResult("b", "b", 1.5, 1.5, None)], ["note"])
@@ -369,8 +369,6 @@ def run_sandboxed(tmp_path: Path, layer: str) -> dict:
 
 
 def test_landlock_alone_confines_writes_and_reads(tmp_path):
-    from mha_course.grading import sandbox
-
     if not sandbox.landlock_abi():
         pytest.skip("this kernel has no Landlock")
     results = run_sandboxed(tmp_path, "landlock")

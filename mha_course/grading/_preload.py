@@ -9,23 +9,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import IPython.core.interactiveshell  # noqa: E402,F401
-import matplotlib.pyplot  # noqa: E402,F401
-import matplotlib_inline.backend_inline  # noqa: E402,F401
-import numpy  # noqa: E402,F401
-import sklearn.linear_model  # noqa: E402,F401
-import sklearn.pipeline  # noqa: E402,F401
-import sklearn.preprocessing  # noqa: E402,F401
-import threadpoolctl  # noqa: E402,F401
-import torch  # noqa: E402,F401
-import torch.nn.functional  # noqa: E402,F401
+import IPython.core.interactiveshell  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import matplotlib.pyplot  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import matplotlib_inline.backend_inline  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import numpy  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import sklearn.linear_model  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import sklearn.pipeline  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import sklearn.preprocessing  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import threadpoolctl  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import torch  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import torch.nn.functional  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 
-import mha_course.analysis.heads  # noqa: E402,F401
-import mha_course.checks  # noqa: E402,F401
-import mha_course.examples  # noqa: E402,F401
-import mha_course.np_attention  # noqa: E402,F401
-import mha_course.models.toy_language  # noqa: E402,F401
-import mha_course.models.toy_model  # noqa: E402,F401
-import mha_course.torch_attention  # noqa: E402,F401
-import mha_course.viz  # noqa: E402,F401
-from mha_course.grading import worker  # noqa: E402,F401
+import mha_course.analysis.heads  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.checks  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.examples  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.models.toy_language  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.models.toy_model  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.np_attention  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.torch_attention  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.viz  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+from mha_course.grading import worker  # noqa: E402,F401 (after matplotlib.use; loaded, not used)

@@ -116,7 +116,8 @@ def make_exercise(solution, name: str = "notebook"):
             cell.outputs = []
             cell.execution_count = None
         elif BEGIN in cell.source:
-            raise SolutionFormatError(f"{name}, cell {index}: solution regions belong in code cells")
+            raise SolutionFormatError(f"{name}, cell {index}: solution regions belong in code "
+                                      "cells")
     return nb
 
 
@@ -210,7 +211,8 @@ def solution_regions(source: str) -> list[SolutionRegion]:
     return regions
 
 
-_TRIVIAL_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+_TRIVIAL_NAMES = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+                  | frozenset(dir(builtins)))
 MIN_LEAKED_LINE = 12  # non-space characters: shorter lines ("return Z, A") may be said in words
 MAX_IDENTIFIER_SHARE = 0.5
 

@@ -85,7 +85,8 @@ def format_summary(run) -> str:
         f"graded {s['students']} students x {s['notebooks_per_student']} notebooks "
         f"({s['notebooks_run']} run) in {seconds['total']:.1f} s with {s['jobs']} job(s): "
         f"setup {seconds['setup']:.1f} s, notebooks {seconds['notebooks']:.1f} s "
-        f"(mean {seconds['mean_per_notebook']:.2f} s, max {seconds['max_per_notebook']:.2f} s each; "
+        f"(mean {seconds['mean_per_notebook']:.2f} s, "
+        f"max {seconds['max_per_notebook']:.2f} s each; "
         f"{seconds['notebook_cpu']:.1f} CPU seconds in the notebooks' processes)",
         f"mean total {s['mean_total']:.1f} / {fmt_points(s['max_points'])}; full marks: "
         f"{s['full_marks']}, zero: {s['zero']}; not graded normally: {problems or 'none'}; "

@@ -98,7 +98,8 @@ def _libc():
 
 
 def landlock_abi() -> int:
-    """The kernel's Landlock ABI version, 0 where Landlock is missing (or not Linux x86-64/arm64)."""
+    """The kernel's Landlock ABI version, 0 where Landlock is missing (or not Linux
+    x86-64/arm64)."""
     if not sys.platform.startswith("linux") or os.uname().machine not in ("x86_64", "aarch64"):
         return 0
     try:

@@ -20,6 +20,9 @@ import signal
 import time
 import traceback
 
+import torch
+
+from mha_course.checks import EXERCISES
 from mha_course.grading import codec, sandbox
 
 __all__ = ["run_job", "ready", "GradingTimeout"]
@@ -51,6 +54,8 @@ def _short(error: BaseException) -> str:
 def _make_shell():
     """IPython's InteractiveShell, as a kernel runs it: magics work, no history, displays go to
     text only (figures are not rendered to PNG: nobody looks at them here)."""
+    # imported here: only a notebook's process builds a shell; the grader's own process imports
+    # this module for `run_job` and `ready` alone (the fork server has IPython preloaded)
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -83,7 +88,8 @@ def ready() -> None:
 
 
 def run_job(job: dict, conn) -> None:
-    """Run one notebook (job: cells, exercises and their hidden cases, limits) and report on conn."""
+    """Run one notebook (job: cells, exercises and their hidden cases, limits) and report on
+    conn."""
     channel = _Channel(conn)
     try:
         _run(job, channel)
@@ -108,14 +114,7 @@ def _run(job: dict, channel: _Channel) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # the student's prints must not reach the grader's terminal
     os.dup2(devnull, 2)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency of the course
-        pass
-    from mha_course.checks import EXERCISES
-
+    torch.set_num_threads(1)
     exercises = [(spec, EXERCISES[spec["id"]]) for spec in job["exercises"]]  # taken before any
     shell = _make_shell()  # student code runs, so that patching the registry changes nothing here
     signal.signal(signal.SIGALRM, _alarm)
