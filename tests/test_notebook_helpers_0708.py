@@ -15,7 +15,6 @@ from threadpoolctl import threadpool_limits
 from mha_course.analysis import contributions, pruning, redundancy
 from mha_course.experiments.pruning import ablation_effects, pruning_curves
 from mha_course.models import toy_language, toy_model
-from mha_course.models.minilm import load_minilm
 from mha_course.models.minilm.task import MiniLMTask, length_batches
 from mha_course.models.toy_model.task import ToyTask
 
@@ -93,14 +92,10 @@ def test_curve_table_rows_are_the_curves_at_the_step():
 
 
 # --------------------------------------------------------------------------- MiniLM from a layer
-@pytest.fixture(scope="module")
-def minilm():
-    return {b: load_minilm(b) for b in ("numpy", "torch")}
-
-
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_minilm_task_starting_at_the_first_gated_layer_is_the_full_forward(minilm, backend):
-    model = minilm[backend]
+def test_minilm_task_starting_at_the_first_gated_layer_is_the_full_forward(minilm_backends,
+                                                                           backend):
+    model = minilm_backends[backend]
     task = MiniLMTask(model, ["The dog barks.", "Birds sing in the morning light."])
     for removed in ([40], [3, 70], [65, 71], []):
         gates = pruning.gates_without(removed, 6, 12)  # (6, 12)
@@ -218,10 +213,10 @@ def test_length_batches_cut_where_the_padding_would_grow_too_much(max_padding):
         length_batches([5, 3], 4, 0.25)
 
 
-def test_minilm_task_embeddings_do_not_depend_on_the_batches(minilm):
+def test_minilm_task_embeddings_do_not_depend_on_the_batches(minilm_backends):
     texts = ["The dog barks.", "Birds sing.", "She reads a long book about the history of the sea."]
-    one_batch = MiniLMTask(minilm["torch"], texts, max_padding=10.0)
-    by_length = MiniLMTask(minilm["torch"], texts, max_padding=0.0)
+    one_batch = MiniLMTask(minilm_backends["torch"], texts, max_padding=10.0)
+    by_length = MiniLMTask(minilm_backends["torch"], texts, max_padding=0.0)
     assert len(one_batch.batches) == 1 and len(by_length.batches) > 1
     gates = pruning.gates_without([30, 31], 6, 12)  # (6, 12)
     for g in (None, gates):

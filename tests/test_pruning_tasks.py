@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from mha_course.experiments import pruning as E
 from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
-from mha_course.models.minilm import load_minilm
 from mha_course.models.minilm.task import MiniLMTask
 from mha_course.models.toy_model.task import ToyTask
 from mha_course.np_attention import padding_mask
@@ -73,14 +72,9 @@ def test_toy_model_gates(shipped, sentences):
         shipped(ids, lengths, torch.ones(2, 7))
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return {b: load_minilm(b) for b in ("numpy", "torch")}
-
-
-def test_minilm_gates(minilm):
+def test_minilm_gates(minilm_backends):
     texts = ["The dog barks.", "A quick brown fox jumps over the lazy dog."]
-    encs = [minilm["numpy"].encode(t) for t in texts]
+    encs = [minilm_backends["numpy"].encode(t) for t in texts]
     lengths = np.array([len(e.tokens) for e in encs])
     ids = np.zeros((2, lengths.max()), dtype=np.int64)
     for b, e in enumerate(encs):
@@ -89,7 +83,7 @@ def test_minilm_gates(minilm):
     n_layers, n_heads = 6, 12
     gates = np.ones((n_layers, n_heads))
     gates[2, 5] = 0.0
-    numpy_model = minilm["numpy"]
+    numpy_model = minilm_backends["numpy"]
     cut_params = copy.copy(numpy_model.params)
     cut_params.layers = list(cut_params.layers)
     layer = cut_params.layers[2]
@@ -97,7 +91,7 @@ def test_minilm_gates(minilm):
     cut = type(numpy_model)(numpy_model.config, cut_params, numpy_model.tokenizer, "numpy",
                             "float32")
     expected = cut.forward(ids, mask=mask).hidden_states
-    for backend, model in minilm.items():
+    for backend, model in minilm_backends.items():
         plain = model.forward(ids, mask=mask)
         ones = model.forward(ids, mask=mask, head_gates=np.ones((n_layers, n_heads)))
         np.testing.assert_array_equal(plain.hidden_states, ones.hidden_states)
@@ -198,14 +192,15 @@ def test_task_input_errors(toy_task):
 
 
 # --------------------------------------------------------------------------- MiniLM's proxy
-def test_minilm_task(minilm):
+def test_minilm_task(minilm_backends):
     texts = ["The dog barks.", "Birds sing in the morning.", "She reads a long book."]
-    task = MiniLMTask(minilm["numpy"], texts, batch_size=2)
+    model = minilm_backends["numpy"]
+    task = MiniLMTask(model, texts, batch_size=2)
     assert task.evaluate()["similarity"] == pytest.approx(1.0, abs=1e-6)
     # the embeddings are the model's own sentence embeddings: each text alone, no padding, the
     # mean of the last hidden states over its pieces, unit length
-    alone = {t: minilm["numpy"].forward(minilm["numpy"].encode(t).input_ids) for t in texts}
-    shortest_first = sorted(texts, key=lambda t: len(minilm["numpy"].encode(t).tokens))
+    alone = {t: model.forward(model.encode(t).input_ids) for t in texts}
+    shortest_first = sorted(texts, key=lambda t: len(model.encode(t).tokens))
     means = np.stack([alone[t].hidden_states[-1].mean(axis=0) for t in shortest_first])
     reference = means / np.linalg.norm(means, axis=-1, keepdims=True)  # (n_texts, d_model)
     np.testing.assert_allclose(task.embeddings(), reference, atol=1e-5)
@@ -218,7 +213,7 @@ def test_minilm_task(minilm):
     Z = np.concatenate([out.heads for out in alone.values()], axis=2)  # (n_layers, n_heads, n, d_v)
     np.testing.assert_allclose(task.head_means(), Z.mean(axis=2), atol=1e-5)
     # the torch backend gives the same numbers
-    task_t = MiniLMTask(minilm["torch"], texts)
+    task_t = MiniLMTask(minilm_backends["torch"], texts)
     torch_mean = task_t.evaluate(gates, "mean")["similarity"]
     assert torch_mean == pytest.approx(mean["similarity"], abs=1e-5)
     with pytest.raises(TypeError, match="no gate_gradients"):
