@@ -3,20 +3,17 @@ independent computation (loops, the inputs themselves) and for its error on bad 
 
 from __future__ import annotations
 
-import matplotlib
+# matplotlib draws with Agg: tests/conftest.py selects it before any test module loads
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.colors import to_hex  # noqa: E402
-
-from mha_course.analysis import probing, real_roles  # noqa: E402
-from mha_course.analysis.probing import ProbeResult  # noqa: E402
-from mha_course.analysis.syntax import DIRECTION_WORDS  # noqa: E402
-from mha_course.np_attention import softmax  # noqa: E402
-from mha_course.viz import palette, tables  # noqa: E402
+from mha_course.analysis import probing, real_roles
+from mha_course.analysis.probing import ProbeResult
+from mha_course.analysis.syntax import DIRECTION_WORDS
+from mha_course.np_attention import softmax
+from mha_course.viz import palette, tables
 
 TOKENS = ["[CLS]", "the", "fox", "jumps", ".", "[SEP]"]
 

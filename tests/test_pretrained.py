@@ -120,7 +120,10 @@ def _hf_forward(model, tokenizer, sentence: str) -> dict:
     heads = torch.stack(contexts)[:, 0]  # (n_layers, n, d_model)
     heads = heads.reshape(*heads.shape[:2], n_heads, -1)  # (n_layers, n, n_heads, d_v)
     heads = heads.transpose(1, 2)  # (n_layers, n_heads, n, d_v)
-    to_np = lambda t: t.double().numpy()  # noqa: E731
+
+    def to_np(t):
+        return t.double().numpy()
+
     return {
         "input_ids": enc["input_ids"][0].numpy(),
         "attentions": to_np(torch.stack(out.attentions)[:, 0]),  # (n_layers, n_heads, n, n)

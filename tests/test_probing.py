@@ -206,7 +206,10 @@ def test_control_labels_fix_one_random_label_per_word_type(sentences):
     # same label set and nearly the same token-level distribution as the task
     classes = sorted(set(labels[probed]))
     assert set(control[probed]) <= set(classes)
-    share = lambda y: np.array([(y[probed] == c).mean() for c in classes])  # noqa: E731
+
+    def share(y):
+        return np.array([(y[probed] == c).mean() for c in classes])
+
     _, counts = np.unique(types[probed].astype(str), return_counts=True)
     assert np.abs(share(control) - share(labels)).max() <= counts.max() / probed.sum() + 1e-9
     # but not the task's labels: the mapping type -> label is scrambled

@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mha_course.models.cache import Cache, concatenate, zero_padding
-from mha_course.models.minilm import np_bert
+from mha_course.models.minilm import np_bert, torch_bert
 from mha_course.models.minilm.tokenize import Encoding, encode, load_tokenizer
 from mha_course.models.minilm.weights import BertConfig, load_params, model_path
 from mha_course.np_attention import padding_mask
@@ -65,12 +66,11 @@ class MiniLM:
         eps = self.config.layer_norm_eps
         if self.backend == "numpy":
             return np_bert.encode(self.params, input_ids, token_type_ids, eps, mask, head_gates)
-        import torch
-
-        from mha_course.models.minilm import torch_bert
-
         device = self.params.word_embeddings.device
-        as_tensor = lambda a: None if a is None else torch.as_tensor(a, device=device)  # noqa: E731
+
+        def as_tensor(a):
+            return None if a is None else torch.as_tensor(a, device=device)
+
         out = torch_bert.encode(self.params, as_tensor(input_ids), as_tensor(token_type_ids), eps,
                                 as_tensor(mask), as_tensor(head_gates))
         return np_bert.EncoderOutput(*(t.cpu().numpy() for t in out))
@@ -194,7 +194,5 @@ def load_minilm(backend: str = "numpy", dtype="float32", *, device=None,
     path = Path(path) if path is not None else model_path()
     config, params = load_params(path, dtype=np.dtype(dtype))
     if backend == "torch":
-        import torch
-
         params = params.map(lambda a: torch.as_tensor(a, device=device))
     return MiniLM(config, params, load_tokenizer(path), backend, dtype)
