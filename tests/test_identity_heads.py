@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # in-process drawing only
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
+import torch  # noqa: E402 (after matplotlib.use)
 
-from mha_course.experiments import identity_heads as ih  # noqa: E402
+from mha_course.experiments import identity_heads as ih  # noqa: E402 (after matplotlib.use)
 
 SMALL = ih.NeighbourConfig(symbols=5, length=6, offsets=(0, -1, 1))
 

@@ -7,12 +7,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from mha_course.models import toy_language as lang
 from mha_course.experiments import head_counts as M
-
-torch.set_num_threads(1)
+from mha_course.models import toy_language as lang
 
 TINY = dict(d_model=16, n_layers=1, d_ff=32, n_train_sentences=60, n_eval_sentences=10,
             batch_size=8)

@@ -7,15 +7,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
+import numpy as np  # noqa: E402 (after matplotlib.use)
+import pytest  # noqa: E402 (after matplotlib.use)
+import torch  # noqa: E402 (after matplotlib.use)
 
-from mha_course.experiments import several_heads as S  # noqa: E402
-from mha_course.viz import palette  # noqa: E402
-
-torch.set_num_threads(1)
+from mha_course.experiments import several_heads as S  # noqa: E402 (after matplotlib.use)
+from mha_course.viz import palette  # noqa: E402 (after matplotlib.use)
 
 
 @pytest.fixture(scope="module")

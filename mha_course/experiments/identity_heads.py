@@ -124,9 +124,11 @@ class NeighbourModel(nn.Module):
         """ids (batch, n) -> logits (batch, n, n_offsets, n_classes) and the attention weights
         (batch, n_heads, n, n)."""
         batch, n = ids.shape
-        position = self.pos_emb(torch.arange(n, device=ids.device)).expand(batch, n, -1)  # (batch, n, d_model)
+        position = self.pos_emb(torch.arange(n, device=ids.device))  # (n, d_model)
+        position = position.expand(batch, n, -1)  # (batch, n, d_model)
         x = self.tok_emb(ids) + position  # (batch, n, d_model)
-        a = self.attn(position if self.config.positional_queries else x, x)  # out (batch, n, d_model)
+        queries = position if self.config.positional_queries else x  # (batch, n, d_model)
+        a = self.attn(queries, x)  # out (batch, n, d_model)
         h = x + a.out if self.config.residual else a.out  # (batch, n, d_model)
         h = h + self.ffn(self.ln_ffn(h))  # (batch, n, d_model)
         logits = self.out(self.ln_out(h))  # (batch, n, n_offsets * n_classes)
@@ -144,7 +146,8 @@ def train(config: NeighbourConfig, seed: int = 0) -> tuple[NeighbourModel, dict]
         generator = torch.Generator().manual_seed(seed)
         model = NeighbourModel(config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / config.steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                     lambda step: 1 - step / config.steps)
         model.train()
         for _ in range(config.steps):
             ids, targets = make_batch(config, config.batch_size, generator)

@@ -1,7 +1,7 @@
 """The student's side: one fresh process per notebook, which runs the cells and the hidden cases.
 
 `run_job` is the target of a process forked from a pristine server that has only imported the
-course's libraries (see `grader`), so a notebook starts in milliseconds and cannot see the grader's
+course's libraries (see `runner`), so a notebook starts in milliseconds and cannot see the grader's
 memory. It confines itself (`sandbox.confine`), runs every code cell with IPython's shell (the
 engine inside a Jupyter kernel, without the messaging), then calls the student's functions on the
 hidden cases it was given and sends the outputs, never a verdict, to the grader as `codec`
