@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from mha_course.analysis import heads as head_metrics
+from mha_course.experiments import controls
 from mha_course.models import toy_model
 from mha_course.models.toy_model import ToyConfig, ToyTransformer
 
 __all__ = ["train", "role_snapshot", "random_init_control", "heads_json", "rescore"]
 
 
-def train(config: ToyConfig | None = None, seed: int = 0, out_dir=None, seconds: float | None = None,
-          steps: int | None = None, progress: bool = True, log_every: int = 0
-          ) -> tuple[ToyTransformer, dict]:
+def train(config: ToyConfig | None = None, seed: int = 0, out_dir=None,
+          seconds: float | None = None, steps: int | None = None, progress: bool = True,
+          log_every: int = 0) -> tuple[ToyTransformer, dict]:
     """`toy_model.train` with role reports: return the model and a report (time, steps,
     accuracies, every head's role scores, the best head per role, the offset baseline, and the
     same scores for a random-init model of the same shape: the control). `log_every` > 0 adds
@@ -31,8 +31,8 @@ def train(config: ToyConfig | None = None, seed: int = 0, out_dir=None, seconds:
     config = config or ToyConfig()
     model, report = toy_model.train(config, seed=seed, seconds=seconds, steps=steps,
                                     progress=progress, log_every=log_every, snapshot=role_snapshot)
-    report["control"] = random_init_control(model.config, toy_model.held_out_sentences(config, seed),
-                                            seed)
+    held_out = toy_model.held_out_sentences(config, seed)
+    report["control"] = random_init_control(model.config, held_out, seed)
     if out_dir is not None:
         toy_model.save(model, out_dir, heads_json(report))
     return model, report
@@ -53,9 +53,7 @@ def role_snapshot(model: ToyTransformer, sentences, steps: int, seconds: float) 
 
 def random_init_control(config: ToyConfig, sentences, seed: int = 0) -> dict:
     """The best score per role of an *untrained* model of the same shape: what chance gives."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed + 1)  # not the trained model's initialisation
-        model = ToyTransformer(config).eval()
+    model = controls.random_init_toy(config, seed + 1)  # not the trained model's initialisation
     scores = head_metrics.head_scores(model.attentions(sentences), sentences)
     best = head_metrics.best_heads(scores)  # NaN for a role the sentences cannot measure
     return {r: round(best[r]["score"], 4) for r in head_metrics.ROLES}
