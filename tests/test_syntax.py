@@ -42,7 +42,6 @@ from mha_course.analysis.syntax import (
     offset_accuracies,
     offset_baseline,
 )
-from mha_course.models.minilm import load_minilm
 
 # The margins by which the best head beats position alone, dependent -> head, on this corpus.
 # Measured (299 sentences): det 0.84 vs 0.69 at +1, dobj 0.75 vs 0.51 at -2, pobj 0.74 vs 0.53
@@ -67,24 +66,26 @@ def nlp():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_minilm("numpy", "float32")
+def model(minilm):
+    return minilm
 
 
 @pytest.fixture(scope="module")
 def corpus(nlp, model):
-    """The corpus parsed, run through MiniLM and aligned, once: (texts, results, aligned)."""
+    """The corpus parsed, run through MiniLM and aligned, once: (texts, attentions, aligned),
+    attentions: (n_layers, n_heads, n, n) per text."""
     texts = load_corpus()
-    results = [model.run(t) for t in texts]
-    aligned = [align_result(r, toks) for r, toks in zip(results, parse(texts, nlp))]
-    return texts, results, aligned
+    cache = model.run(texts)
+    attentions = [cache.attention_of(b) for b in range(len(texts))]
+    aligned = [align_result(enc, toks) for enc, toks in zip(cache.inputs, parse(texts, nlp))]
+    return texts, attentions, aligned
 
 
 @pytest.fixture(scope="module")
 def report(corpus):
-    _, results, aligned = corpus
+    _, attentions, aligned = corpus
     links = resolve_coreference(load_coreference(), aligned)
-    return analyse_syntax([r.attentions for r in results], aligned, links)
+    return analyse_syntax(attentions, aligned, links)
 
 
 def _align_text(text, nlp, model) -> AlignedSentence:
@@ -344,9 +345,9 @@ def test_most_attended_word_ignores_cls_and_sep():
 
 
 def test_word_level_attention_shape_is_checked(corpus):
-    _, results, aligned = corpus
+    _, attentions, aligned = corpus
     with pytest.raises(ValueError, match="word_attention"):
-        dependency_accuracy([results[0].attentions], aligned[:1], "det")
+        dependency_accuracy([attentions[0]], aligned[:1], "det")
 
 
 # --------------------------------------------------------------------------- the corpus

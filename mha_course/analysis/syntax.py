@@ -2,7 +2,7 @@
 baselines that keep the answer honest.
 
 Inputs are arrays and annotations only: word-level attention (n_layers, n_heads, n_words, n_words)
-per sentence (`EncoderResult.word_attention(s.word_index)`), and `AlignedSentence`s from
+per sentence (`alignment.word_attention(A, s.word_index)`), and `AlignedSentence`s from
 `analysis.alignment` (words, dependency relation and head per word, [CLS] first, [SEP] last).
 
 - A head *predicts* a word's partner by its most-attended word, ignoring [CLS] and [SEP] (where
@@ -60,7 +60,8 @@ def _check(word_attentions, sentences) -> None:
         if np.ndim(A) != 4 or np.shape(A)[-2:] != (m, m):
             raise ValueError(f"sentence {k}: word attention must be (n_layers, n_heads, n_words, "
                              f"n_words) with n_words = {m}; got shape {np.shape(A)} (did you pass "
-                             "piece-level attention? use result.word_attention(s.word_index))")
+                             "piece-level attention? use alignment.word_attention(A, "
+                             "s.word_index))")
 
 
 def _check_direction(direction: str) -> None:
@@ -323,7 +324,8 @@ def analyse_syntax(attentions, sentences, coreference_links=None,
                    relations=RELATIONS) -> SyntaxReport:
     """Clark table, entropy, attention sink and (with links) coreference for a corpus.
 
-    attentions: piece-level (n_layers, n_heads, n, n) per sentence (e.g. `result.attentions`);
+    attentions: piece-level (n_layers, n_heads, n, n) per sentence (e.g. `cache.attention_of(b)`
+    for each text b of MiniLM's `model.run(texts)`);
     sentences: the `AlignedSentence`s of the same texts; coreference_links as in
     `coreference_accuracy`.
     """
