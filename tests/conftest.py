@@ -6,7 +6,7 @@ Tiers (markers, registered in pyproject.toml) are given here, in one place, by w
 - `grader`: runs the sandboxed grader or the exercise pipeline;
 - `minilm`: loads MiniLM (the 22 M-parameter pretrained model);
 - `browser`: drives JupyterLab or the site in Chromium (tests/browser/);
-- `slow`: an end-to-end run of more than a few seconds (marked in the test module).
+- `slow`: a run of more than a few seconds (marked at the test, or below for a whole module).
 
 `make test-fast` runs what has none of them (the attention cores, the toy world, the metrics,
 the views, the checks' logic) in about a minute; `make test` (CI) runs everything.
@@ -48,6 +48,7 @@ MODULE_TIERS = {
     "test_explorer.py": "kernel",
     "test_exercises.py": "grader",
     "test_grading.py": "grader",
+    "test_cli.py": "slow",  # each test starts `python -m mha_course` in a new process
 }
 # Fixtures (defined here or in a test module) whose use puts a test in a tier.
 FIXTURE_TIERS = {

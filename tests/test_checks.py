@@ -136,7 +136,17 @@ def test_every_exercise_has_a_reference_student():
     assert set(REFERENCE) <= set(EXERCISES)
 
 
-@pytest.mark.parametrize("exercise_id", sorted(INDEPENDENT))
+# exercises whose checks train probes or run the toy model: seconds each, so in the slow tier
+RUN_MODELS = ("probe", "ablation")
+
+
+def tiered(exercise_ids):
+    """pytest params, those of RUN_MODELS marked slow."""
+    return [pytest.param(e, marks=pytest.mark.slow) if e in RUN_MODELS else e
+            for e in exercise_ids]
+
+
+@pytest.mark.parametrize("exercise_id", tiered(sorted(INDEPENDENT)))
 def test_independent_answers_pass(exercise_id):
     if exercise_id == "ablation":
         return  # REFERENCE already is the independent student (the package has no such function)
@@ -151,7 +161,7 @@ def test_independent_control_labels_draw_what_the_package_draws():
             list(probing.control_labels(case["labels"], case["word_types"], seed))
 
 
-@pytest.mark.parametrize("exercise_id", sorted(REFERENCE))
+@pytest.mark.parametrize("exercise_id", tiered(sorted(REFERENCE)))
 def test_right_answers_pass_public_and_hidden_cases(exercise_id):
     assert judge_all(exercise_id, REFERENCE[exercise_id], hidden=False) == []
     assert judge_all(exercise_id, REFERENCE[exercise_id], hidden=True, seed=1) == []
@@ -347,7 +357,9 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("exercise_id, functions, expected", MISTAKES,
+@pytest.mark.parametrize("exercise_id, functions, expected",
+                         [pytest.param(*m, marks=pytest.mark.slow) if m[0] in RUN_MODELS
+                          else pytest.param(*m) for m in MISTAKES],
                          ids=[f"{m[0]}-{m[2][:30]}" for m in MISTAKES])
 def test_typical_mistakes_get_specific_feedback(exercise_id, functions, expected):
     assert expected in first_problem(exercise_id, functions)

@@ -15,6 +15,7 @@ TINY = dict(d_model=16, n_layers=1, d_ff=32, n_train_sentences=60, n_eval_senten
             batch_size=8)
 
 
+@pytest.mark.slow  # trains a model per head count
 def test_compare_head_counts_on_tiny_models():
     config = M.comparison_config(**TINY)
     sentences = lang.generate(12, seed=5)

@@ -147,6 +147,7 @@ def test_describe_sharp_heads_counts_and_ranks_like_sharp_but_small():
 
 
 # --------------------------------------------------------------------------- the toy from a layer
+@pytest.mark.slow  # every sub-task, from every layer
 def test_toy_task_starting_at_the_first_gated_layer_is_the_full_forward():
     """The model's own forward pass, read at the evaluated positions, whichever layer the
     evaluation starts from: equal to float32 rounding (bit for bit when run alone; in a full test

@@ -295,6 +295,7 @@ def test_a_probe_fits_on_one_blas_thread_whatever_the_caller_allows(monkeypatch)
     assert seen and seen[0].get("blas") == 1, seen
 
 
+@pytest.mark.slow  # a probe per head, for two models
 def test_probe_heads_on_the_toy_model_and_its_random_init(toy_acts, shipped, sentences):
     labels = probing.toy_labels(sentences)
     results = probing.probe_all(toy_acts, labels, tasks=("relation",), max_tokens=1000)

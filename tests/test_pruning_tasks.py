@@ -47,6 +47,7 @@ def sentences():
     return lang.generate(40, seed=515_151)
 
 
+@pytest.mark.slow  # the toy model, gated head by head
 def test_toy_model_gates(shipped, sentences):
     ids, lengths = (torch.from_numpy(a) for a in lang.pad_batch(sentences[:8]))
     cfg = shipped.config
@@ -110,6 +111,7 @@ def toy_task(shipped, sentences):
     return ToyTask(shipped, sentences, seed=3)
 
 
+@pytest.mark.slow  # every sub-task on 200 corrupted sentences
 def test_toy_task_with_every_gate_open_is_toy_model_evaluate(toy_task, shipped, sentences):
     full = toy_task.evaluate()
     reference = toy_model.evaluate(shipped, sentences, seed=3)  # the same batches, drawn alike
@@ -119,6 +121,7 @@ def test_toy_task_with_every_gate_open_is_toy_model_evaluate(toy_task, shipped, 
     assert toy_task.evaluate(np.ones((2, 8)), "mean") == full
 
 
+@pytest.mark.slow  # every head ablated, every sub-task
 def test_toy_mean_ablation_replaces_the_head_by_its_mean(toy_task, shipped):
     """Reference: a forward hook that swaps Z_h W^O_h for mu_h W^O_h in the attention output."""
     layer, head = 0, 5
@@ -150,6 +153,7 @@ def test_toy_mean_ablation_replaces_the_head_by_its_mean(toy_task, shipped):
                                Z[layer, :, head][real].mean(0).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # finite differences: two forward passes per gate
 def test_gate_gradients_match_finite_differences(shipped, sentences):
     model = copy.deepcopy(shipped).double()
     task = ToyTask(model, sentences[:6], seed=4)
@@ -170,6 +174,7 @@ def test_gate_gradients_match_finite_differences(shipped, sentences):
     assert np.abs(grads[~task.has_positions()]).max(initial=0) == 0
 
 
+@pytest.mark.slow  # a backward pass per sub-task
 def test_gradient_importance_is_the_mean_absolute_gradient_per_layer(toy_task):
     raw = E.gradient_importance(toy_task, normalise=False)
     grads = toy_task.gate_gradients()[toy_task.has_positions()]

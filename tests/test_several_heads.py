@@ -65,6 +65,7 @@ def test_attention_mass_against_a_loop():
         S.attention_mass(weights[:4], data)
 
 
+@pytest.mark.slow  # two trainings
 def test_training_is_reproducible_for_a_seed():
     config = S.SeveralHeadsConfig(steps=3)
     first, _ = S.train(config, 4, seed=5)

@@ -175,6 +175,7 @@ def test_repeats_are_planted_copies(corpus):
     assert with_repeat > 0.15 * len(corpus)
 
 
+@pytest.mark.slow  # a 20 000-sentence corpus
 def test_rare_words_have_zipfian_frequencies():
     corpus = lang.generate(20000, seed=3)
     counts = {}

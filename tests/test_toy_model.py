@@ -189,6 +189,7 @@ def test_shipped_syntactic_head_beats_the_offset_baseline(shipped_scores, fresh_
     assert best["syntactic"] >= baseline + 0.2, (best["syntactic"], baseline)
 
 
+@pytest.mark.slow  # 400 corrupted sentences per sub-task
 @pytest.mark.parametrize("task", lang.SUBTASKS)
 def test_shipped_checkpoint_solves_every_subtask(shipped, fresh_corpus, task):
     accuracy = toy_model.evaluate(shipped, fresh_corpus, seed=1)[task]
