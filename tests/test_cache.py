@@ -89,7 +89,8 @@ def test_cache_refuses_inconsistent_shapes():
         Cache(good.tokens, [3, 4], **fields)
     with pytest.raises(ValueError, match="tokens must be 2 lists"):
         Cache(good.tokens[:1], good.lengths, **fields)
-    with pytest.raises(ValueError, match=r"head_gates must be \(2, 3\) or \(2, 2, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"head_gates must have shape \(n_layers, n_heads\) = \(2, 3\)"):
         Cache(good.tokens, good.lengths, head_gates=np.ones((2, 4)), **fields)
     with pytest.raises(IndexError, match="layer=2"):
         good.head(2, 0)

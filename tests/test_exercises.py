@@ -239,7 +239,8 @@ PACKAGE_MODULES = ("mha_course.np_attention", "mha_course.analysis.heads",
 NOT_IN_PACKAGE = {
     "split_heads": "the package projects every head with one 2-D product and never splits",
     "merge_heads": "the package projects every head with one 2-D product and never merges",
-    "head_importance": "the package ablates through `pruning.ablation_effects(task, ...)`, "
+    "head_importance": "the package ablates through "
+                       "`experiments.pruning.ablation_effects(task, ...)`, "
                        "which takes a task object, not (model, inputs, ...)",
     "previous_token_head": "ex06 asks for weights designed by hand; a package function would be "
                            "the answer",

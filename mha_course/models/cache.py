@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mha_course.params import check_head_gates
+
 __all__ = ["Cache", "HeadCache", "concatenate", "zero_padding"]
 
 ARRAYS = ("attention", "z", "attn_in", "attn_out", "residual")
@@ -154,9 +156,7 @@ class Cache:
         if len(self.tokens) != B or [len(t) for t in self.tokens] != self.lengths.tolist():
             raise ValueError(f"tokens must be {B} lists with lengths {self.lengths.tolist()}; got "
                              f"{[len(t) for t in self.tokens]}")
-        if self.head_gates is not None and self.head_gates.shape not in ((L, H), (L, B, H)):
-            raise ValueError(f"head_gates must be ({L}, {H}) or ({L}, {B}, {H}); got "
-                             f"{self.head_gates.shape}")
+        check_head_gates(self.head_gates, L, H, (B,))
         if self.inputs is not None and len(self.inputs) != B:
             raise ValueError(f"inputs must have one entry per sequence ({B}); got "
                              f"{len(self.inputs)}")

@@ -12,7 +12,7 @@ returns and only draw.
     pruning_plot(curves)
     head_maps({"[CLS]": mass_cls, "[SEP]": mass_sep}, suptitle="...")  # small maps, one scale
     clark_bars(syntax.clark_rows(report.relations))                     # best head vs position
-    layer_trends(real_roles.minilm_layer_profile(results))              # per-layer means
+    layer_trends(real_roles.minilm_layer_profile(cache))              # per-layer means
     selectivity_bars(results, untrained_results)                        # trained vs untrained
 
 Every scatter has a title and a label on each point, placed so that no two labels overlap

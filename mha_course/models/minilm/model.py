@@ -71,8 +71,10 @@ class MiniLM:
         def as_tensor(a):
             return None if a is None else torch.as_tensor(a, device=device)
 
-        out = torch_bert.encode(self.params, as_tensor(input_ids), as_tensor(token_type_ids), eps,
-                                as_tensor(mask), as_tensor(head_gates))
+        # NumPy out: no graph to keep (torch_bert.encode itself is differentiable)
+        with torch.inference_mode():
+            out = torch_bert.encode(self.params, as_tensor(input_ids), as_tensor(token_type_ids),
+                                    eps, as_tensor(mask), as_tensor(head_gates))
         return np_bert.EncoderOutput(*(t.cpu().numpy() for t in out))
 
     def _check_ids(self, input_ids, token_type_ids):

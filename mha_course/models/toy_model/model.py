@@ -19,12 +19,8 @@ shows what changes).
     logits = LN(x) E^T           (output embedding tied to the input embedding)
 
 `ToyConfig(post_ln=False)` gives the pre-LN block, x <- x + MHA(LN(x)), x <- x + FFN(LN(x)).
-In research/toy_lab_log.md (session 4), with pre-LN and neither the three registers nor the
-closer read-out, the best delimiter head stayed below 0.7 in 20 of 21 runs (0.23-0.68; the
-exception, 3 layers x 4 heads, reached 0.73 in one seed). Each of the three
-changes alone gives a delimiter head >= 0.7 in some seeds only (post-LN 3 of 5, the closer
-read-out 2 of 5, three registers 2 of 5); together, with the lemma neighbour target, it reaches
-0.85-1.00 in all five seeds.
+Why post-LN (with three registers and the closer read-out: the delimiter head), measured over
+seeds, with the command that trains each table again: docs/design/toy_language.md.
 """
 
 from __future__ import annotations
@@ -119,12 +115,7 @@ class ToyTransformer(nn.Module):
         batch, n = ids.shape
         if n > self.config.max_len:
             raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
-        gate_shape = None if head_gates is None else tuple(np.shape(head_gates))
-        n_layers = self.config.n_layers
-        if gate_shape is not None and (len(gate_shape) < 2 or gate_shape[0] != n_layers):
-            raise ValueError(f"head_gates must be (n_layers, n_heads) = ({self.config.n_layers}, "
-                             f"{self.config.n_heads}) or (n_layers, batch, n_heads); got shape "
-                             f"{gate_shape}")
+        check_head_gates(head_gates, self.config.n_layers, self.config.n_heads, (batch,))
         positions = torch.arange(n, device=ids.device)  # (n,)
         x = self.tok_emb(ids) + self.pos_emb(positions)  # (batch, n, d_model)
         mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)
