@@ -14,39 +14,19 @@ inputs, which may still fail. Every exercise is an `Exercise` in `EXERCISES`, ke
 - the tests, which feed it the package's reference and typical mistakes.
 
 One module per topic holds its exercises (`attention`, `backward`, `head_metrics`, `probing`,
-`ablation`, ...): each defines its `check_*` functions and a list `EXERCISES`. This package collects
-every module's list and re-exports its `check_*` functions, so a new topic is a new module and
-nothing else. References come from the package (`np_attention`, `analysis`) or, where the package
-has no such function, from an independent computation written in the module.
+`ablation`, ...): each defines its `check_*` functions and a list `EXERCISES`; `registry` lists
+the topics and collects them, and this package re-exports every `check_*`. The shared machinery
+(`Exercise`, `CheckFailed`, case comparison, the plain-data walker) is `_framework`. References
+come from the package (`np_attention`, `analysis`) or, where the package has no such function,
+from an independent computation written in the module.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from mha_course.checks._framework import CheckFailed, Exercise, run_public, to_plain
+from mha_course.checks.registry import CHECKS, EXERCISES, TOPICS
 
-from mha_course.checks._core import CheckFailed, Exercise, run_public, to_plain
+globals().update(CHECKS)  # check_softmax, check_multi_head_attention, ...
 
-__all__ = ["CheckFailed", "Exercise", "EXERCISES", "TOPICS", "to_plain", "run_public"]
-
-
-def _collect() -> tuple[dict[str, Exercise], list[str]]:
-    exercises: dict[str, Exercise] = {}
-    topics = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        topics.append(info.name)
-        for ex in module.EXERCISES:
-            if ex.id in exercises:
-                raise RuntimeError(f"exercise id {ex.id!r} is defined twice (in {module.__name__})")
-            exercises[ex.id] = ex
-        for name in module.__all__:
-            if name.startswith("check_"):
-                globals()[name] = getattr(module, name)
-                __all__.append(name)
-    return exercises, topics
-
-
-EXERCISES, TOPICS = _collect()
+__all__ = ["CheckFailed", "Exercise", "EXERCISES", "TOPICS", "to_plain", "run_public",
+           *CHECKS]

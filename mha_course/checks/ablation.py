@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mha_course.checks._core import (
+from mha_course.checks._framework import (
     Exercise,
     first_match,
     max_diff,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mha_course import np_attention as npa
-from mha_course.checks._core import (
+from mha_course.checks._framework import (
     Exercise,
     close,
     first_match,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mha_course.analysis import heads as head_metrics
-from mha_course.checks._core import (
+from mha_course.checks._framework import (
     Exercise,
     close,
     describe,

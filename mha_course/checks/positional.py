@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mha_course import np_attention as npa
-from mha_course.checks._core import Exercise, describe, pair, run_public
+from mha_course.checks._framework import Exercise, describe, pair, run_public
 
 __all__ = [
     "EXERCISES",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from mha_course.checks._core import Exercise, describe, pair, run_public
+from mha_course.checks._framework import Exercise, describe, pair, run_public
 
 __all__ = ["check_probe", "EXERCISES"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mha_course.analysis import pruning
-from mha_course.checks._core import Exercise, describe, pair, run_public
+from mha_course.checks._framework import Exercise, describe, pair, run_public
 
 __all__ = ["EXERCISES", "check_pruning_order", "interacting_scores"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mha_course.analysis.alignment import word_attention as reference_word_attention
-from mha_course.checks._core import (
+from mha_course.checks._framework import (
     Exercise,
     close,
     first_match,

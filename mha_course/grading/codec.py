@@ -5,11 +5,12 @@ A student's process can send anything down its pipe, so the grader never unpickl
 {"__ndarray__": [dtype, shape, base64 bytes]} and is rebuilt with `np.frombuffer` after its dtype
 (bool, integers or floats only), shape and byte count have been checked. Size and depth are bounded.
 
-What counts as plain data is decided in one place, `mha_course.checks._core.to_plain`, the walker
-that `Exercise.run` applies to every output in the student's process; `encode` walks a message with
-the same function and only adds the wire form of an array. The walker lives with the self-checks,
-a layer below the grader, so that the checks need nothing from `grading` (the grader imports the
-checks, never the other way round). The key "__ndarray__" is reserved (`to_plain` rejects it).
+What counts as plain data is decided in one place, `mha_course.checks._framework.to_plain`, the
+walker that `Exercise.run` applies to every output in the student's process; `encode` walks a
+message with the same function and only adds the wire form of an array. The walker lives with the
+self-checks, a layer below the grader, so that the checks need nothing from `grading` (the grader
+imports the checks, never the other way round). The key "__ndarray__" is reserved (`to_plain`
+rejects it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mha_course.checks._core import RESERVED_KEY, to_plain
+from mha_course.checks._framework import RESERVED_KEY, to_plain
 
 __all__ = ["CodecError", "encode", "decode", "MAX_MESSAGE_BYTES"]
 
