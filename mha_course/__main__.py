@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from mha_course.analysis import heads
-from mha_course.experiments import head_counts, objectives, several_heads, toy_sweep, toy_training
+from mha_course.analysis import pruning as analysis_pruning
+from mha_course.experiments import (
+    head_counts,
+    objectives,
+    pruning,
+    several_heads,
+    toy_sweep,
+    toy_training,
+)
 from mha_course.models import toy_model
 
 
@@ -97,6 +105,23 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_toy(args: argparse.Namespace) -> int:
+    try:
+        model = toy_model.load(args.model)
+        importance, curves = pruning.toy_pruning(model, args.sentences, args.seed, args.n_random,
+                                                 args.ablation)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"gradient score (Michel et al. 2019), {curves.ablation} ablation, accuracy on "
+          f"{args.sentences} sentences (seed {args.seed}), {args.n_random} random orders:")
+    print(analysis_pruning.curve_table(curves, at=curves.n_total // 2))
+    if args.out is not None:
+        args.out.write_text(json.dumps(pruning.curves_json(importance, curves), indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mha_course", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                                 "sub-task accuracies) and a table over seeds "
                                 "(docs/design/toy_language.md)")
     toy_sweep.add_arguments(sweep).set_defaults(run=_sweep_toy)
+    prune = commands.add_parser("prune-toy", help="remove the toy model's heads one after another "
+                                "in the order of the gradient score, at random and in reverse; "
+                                "print how many can go (notebook 07)")
+    prune.add_argument("--model", type=Path, default=None,
+                       help="a checkpoint folder written by train-toy (default: the shipped one)")
+    prune.add_argument("--sentences", type=int, default=64, help="fresh sentences (default 64)")
+    prune.add_argument("--seed", type=int, default=0, help="seed of the sentences and orders")
+    prune.add_argument("--n-random", type=int, default=5, help="random orders (default 5)")
+    prune.add_argument("--ablation", choices=("zero", "mean"), default="zero",
+                       help="how a head is removed (default: zero)")
+    prune.add_argument("--out", type=Path, default=None, help="also write the curves as JSON")
+    prune.set_defaults(run=_prune_toy)
     compare = commands.add_parser("compare-heads", help="train the toy Transformer with several "
                                   "heads and with one head at the same parameter count; print "
                                   "held-out accuracy per sub-task")

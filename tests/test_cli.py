@@ -100,3 +100,22 @@ def test_sweep_toy_refuses_unknown_variants_and_settings():
     assert result.returncode == 2 and "postln" in result.stderr
     result = run_cli("sweep-toy", "--set", "closer_weight=1")
     assert result.returncode == 2 and "closer_weight" in result.stderr
+
+
+def test_prune_toy_prints_the_table_and_writes_curves(tmp_path):
+    out = tmp_path / "curves.json"
+    result = run_cli("prune-toy", "--sentences", "4", "--n-random", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "importance" in result.stdout and "reverse" in result.stdout
+    data = json.loads(out.read_text())
+    n_total = data["n_total"]
+    assert n_total == 16 and data["n_removed"] == list(range(n_total + 1))
+    assert np.shape(data["importance"]) == (2, 8)
+    for name, runs in data["curves"].items():  # every order starts at the full model's accuracy
+        assert np.shape(runs) == ((1, n_total + 1)), name
+        assert runs[0][0] == data["curves"]["importance"][0][0]
+    # removing every head leaves the same model whatever the order
+    assert len({runs[0][-1] for runs in data["curves"].values()}) == 1
+    assert sorted(data["orders"]["importance"][0]) == list(range(n_total))
+    refused = run_cli("prune-toy", "--sentences", "0")
+    assert refused.returncode == 2 and "n_sentences must be >= 1; got 0" in refused.stderr

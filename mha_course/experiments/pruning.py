@@ -20,9 +20,12 @@ import numpy as np
 
 from mha_course.analysis import pruning
 from mha_course.analysis.pruning import PruningCurves
+from mha_course.models import toy_language
 from mha_course.models.ablation import ABLATIONS, check_ablation
+from mha_course.models.toy_model import ToyTask
 
-__all__ = ["ablation_effects", "gradient_importance", "pruning_curves"]
+__all__ = ["ablation_effects", "gradient_importance", "pruning_curves", "toy_pruning",
+           "curves_json"]
 
 
 def ablation_effects(task, ablations=ABLATIONS, layers=None) -> dict[str, dict[str, np.ndarray]]:
@@ -104,3 +107,25 @@ def pruning_curves(task, importance, metric: str, *, n_random: int = 5, seed: in
               for name, runs in orders.items()}
     return PruningCurves(n_removed=steps, n_total=n_total, metric=metric, ablation=ablation,
                          curves=curves, orders=orders)
+
+
+def toy_pruning(model, n_sentences: int = 64, seed: int = 0, n_random: int = 5,
+                ablation: str = "zero") -> tuple[np.ndarray, PruningCurves]:
+    """The toy model's heads, pruned in the order of Michel et al.'s gradient score: (the score
+    (n_layers, n_heads), the accuracy curves for the importance, random and reverse orders) on
+    `n_sentences` fresh sentences drawn with `seed` (`python -m mha_course prune-toy`)."""
+    if n_sentences < 1:
+        raise ValueError(f"n_sentences must be >= 1; got {n_sentences}")
+    task = ToyTask(model, toy_language.generate(n_sentences, seed=seed), seed=seed)
+    importance = gradient_importance(task)  # (n_layers, n_heads)
+    curves = pruning_curves(task, importance, "accuracy", n_random=n_random, seed=seed,
+                            ablation=ablation)
+    return importance, curves
+
+
+def curves_json(importance: np.ndarray, curves: PruningCurves) -> dict:
+    """The score and the curves as plain JSON data (lists of floats and ints)."""
+    return {"metric": curves.metric, "ablation": curves.ablation, "n_total": curves.n_total,
+            "n_removed": curves.n_removed.tolist(), "importance": importance.tolist(),
+            "curves": {name: c.tolist() for name, c in curves.curves.items()},
+            "orders": {name: np.asarray(o).tolist() for name, o in curves.orders.items()}}
