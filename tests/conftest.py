@@ -21,9 +21,11 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from mha_course.np_attention import MHAParams
 
@@ -73,13 +75,24 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def torch_threads():
-    """One torch thread for the session (the small batches of the tests gain nothing from more,
-    and CI's two cores are shared with the notebook kernels); restored at the end."""
+def one_thread():
+    """One torch thread and one BLAS thread for the session, restored at the end: the tests'
+    small arrays gain nothing from more, CI's two cores are shared with the notebook kernels
+    (with OpenBLAS's default of a thread per core, a core taken by another process stalls every
+    matmul: a MiniLM forward of 15 ms took 700 ms beside a training run), and sums then come out
+    in the same order on every run."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every figure a test draws is closed after it (matplotlib keeps them otherwise)."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +114,9 @@ def minilm_backends():
 
 
 @pytest.fixture(scope="session")
-def toy():
-    """The toy Transformer checkpoint shipped in the package (eval mode), loaded once."""
+def shipped():
+    """The toy Transformer checkpoint shipped in the package (eval mode), loaded once: tests
+    that change it (a gate, a bias shift) restore it."""
     from mha_course.models import toy_model
 
     return toy_model.load()

@@ -11,24 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from mha_course.models import toy_language as lang
-from mha_course.models import toy_model
 from mha_course.models.cache import Cache, concatenate, zero_padding
 from mha_course.models.minilm import load_minilm
 from mha_course.torch_attention import padding_mask
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return toy_model.load()
 
 
 @pytest.fixture(scope="module")

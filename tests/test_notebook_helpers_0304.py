@@ -3,7 +3,6 @@ controls."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
@@ -20,12 +19,6 @@ HISTORY = [
     {"steps": 300, "best": {"local": {"score": 0.7}, "delimiter": {"score": 0.9},
                             "identity": {"score": 0.2}}},
 ]
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_first_step_above_is_the_first_log_at_or_over_the_threshold():

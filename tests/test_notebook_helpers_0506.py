@@ -4,7 +4,6 @@ independent computation (loops, the inputs themselves) and for its error on bad 
 from __future__ import annotations
 
 # matplotlib draws with Agg: tests/conftest.py selects it before any test module loads
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
@@ -16,12 +15,6 @@ from mha_course.np_attention import softmax
 from mha_course.viz import palette, tables
 
 TOKENS = ["[CLS]", "the", "fox", "jumps", ".", "[SEP]"]
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _weights(n_layers=2, n_heads=3, n=len(TOKENS), seed=0):

@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
-from threadpoolctl import threadpool_limits
 
 from mha_course.analysis import contributions, pruning, redundancy
 from mha_course.experiments.pruning import ablation_effects, pruning_curves
 from mha_course.models import toy_language, toy_model
 from mha_course.models.minilm.task import MiniLMTask, length_batches
 from mha_course.models.toy_model.task import ToyTask
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class CountingTask:

@@ -21,7 +21,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
 import numpy as np  # noqa: E402 (after matplotlib.use)
 import pytest  # noqa: E402 (after matplotlib.use)
 from matplotlib.colors import is_color_like, to_rgb, to_rgba_array  # noqa: E402 (after matplotlib.use)
@@ -42,12 +41,6 @@ TOKENS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog",
 # Okabe & Ito (2008), "Color Universal Design", as published: the oracle for palette.OKABE_ITO
 PUBLISHED_OKABE_ITO = {(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
                        (0, 114, 178), (213, 94, 0), (204, 121, 167), (0, 0, 0)}
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def weights(*shape, seed=0, sharp=1.0):

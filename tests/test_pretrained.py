@@ -17,21 +17,11 @@ import pytest
 import torch
 import transformers
 from conftest import assert_close
-from threadpoolctl import threadpool_limits
 
 from mha_course.analysis.alignment import word_attention
 from mha_course.models.minilm import load_minilm, model_path, sentence_embeddings
 from mha_course.models.minilm.tokenize import group_words
 from mha_course.models.minilm.weights import per_head_attention
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """NumPy's OpenBLAS on one thread while this file runs. With its default of one thread per
-    core, a core taken by another process stalls every matmul: a forward that takes 15 ms alone
-    took 700 ms on two cores shared with a training run."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

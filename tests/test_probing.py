@@ -17,24 +17,11 @@ from mha_course.analysis.alignment import word_attention
 from mha_course.experiments import controls
 from mha_course.experiments.activations import collect_minilm, collect_toy
 from mha_course.models import toy_language as lang
-from mha_course.models import toy_model
-from mha_course.models.minilm import load_minilm
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 @pytest.fixture(scope="module")
 def sentences():
     return lang.generate(120, seed=626_262)
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return toy_model.load()
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +64,6 @@ def test_collect_toy(shipped, sentences, toy_acts):
                                np.broadcast_to(off.params[1].b_O, off.attn_out[1].shape), atol=1e-6)
     with pytest.raises(TypeError, match="non-empty list"):
         collect_toy(shipped, [])
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return load_minilm()
 
 
 MINILM_TEXTS = ["The unbelievably tall giraffes were eating leaves.",

@@ -11,18 +11,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_close, numerical_grad, random_params, ref_mha, torch_params
-from threadpoolctl import threadpool_limits
 
 from mha_course import np_attention as npa
 from mha_course import torch_attention as tta
 from mha_course.analysis import pruning as P
 from mha_course.experiments import pruning as E
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def T(a):

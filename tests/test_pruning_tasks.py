@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_close, numerical_grad
-from threadpoolctl import threadpool_limits
 from torch.nn import functional as F
 
 from mha_course.experiments import pruning as E
@@ -23,12 +22,6 @@ from mha_course.models.toy_model.task import ToyTask
 from mha_course.np_attention import padding_mask
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 def without_head(params, head):
     """params with head `head`'s row block of W^O set to zero: the head can no longer write."""
     W_O = np.array(params.W_O, copy=True)
@@ -37,11 +30,6 @@ def without_head(params, head):
 
 
 # --------------------------------------------------------------------------- gates in the models
-@pytest.fixture(scope="module")
-def shipped():
-    return toy_model.load()
-
-
 @pytest.fixture(scope="module")
 def sentences():
     return lang.generate(40, seed=515_151)

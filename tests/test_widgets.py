@@ -19,7 +19,6 @@ import matplotlib
 matplotlib.use("Agg")  # in-process drawing only
 
 import matplotlib.image  # noqa: E402 (after matplotlib.use)
-import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
 import nbformat  # noqa: E402 (after matplotlib.use)
 import numpy as np  # noqa: E402 (after matplotlib.use)
 import pytest  # noqa: E402 (after matplotlib.use)
@@ -31,12 +30,6 @@ from mha_course.np_attention import init_params, multi_head_attention, softmax  
 from mha_course.viz import widgets as w  # noqa: E402 (after matplotlib.use)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 # ---------------------------------------------------------------------------- in-process units
