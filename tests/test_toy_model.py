@@ -53,6 +53,7 @@ def test_attention_of_a_sentence_is_row_stochastic(shipped):
         shipped.attention(["[CLS]", "zebra", "[SEP]"])
 
 
+@pytest.mark.slow  # trains models (a few steps each)
 def test_training_is_deterministic_for_a_seed():
     _, rep_a = toy_model.train(TINY, seed=3, steps=5, progress=False)
     model_a, _ = toy_model.train(TINY, seed=3, steps=5, progress=False)
@@ -117,6 +118,7 @@ def test_a_checkpoint_without_post_ln_in_its_config_loads_as_pre_ln(tmp_path):
     np.testing.assert_array_equal(again.attention(sentence), model.eval().attention(sentence))
 
 
+@pytest.mark.slow  # trains models (a few steps each)
 def test_the_config_grammar_is_saved_loaded_and_trained_on(tmp_path):
     grammar = lang.Grammar(repeat_prob=0.0, closer_probs=(0.5, 0.25, 0.25))
     config = replace(TINY, grammar=grammar)
@@ -191,6 +193,7 @@ def test_shipped_checkpoint_solves_every_subtask(shipped, fresh_corpus, task):
     assert accuracy >= 0.95, f"{task}: {accuracy:.3f}"
 
 
+@pytest.mark.slow  # every head of an untrained model scored on 400 sentences
 def test_random_init_control_scores_low(shipped, fresh_corpus):
     control = toy_training.random_init_control(shipped.config, fresh_corpus, seed=0)
     assert all(not v >= 0.3 for v in control.values()), control  # NaN: a role not measurable

@@ -71,6 +71,7 @@ def tiny_sweep(tmp_path_factory):
     return runs, out, seen
 
 
+@pytest.mark.slow  # trains models (a few steps each)
 def test_sweep_writes_one_line_per_run_in_grid_order(tiny_sweep):
     runs, out, seen = tiny_sweep
     assert [(r["variant"], r["seed"]) for r in runs] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
