@@ -4,9 +4,9 @@ The embeddings are hand-written word features (part of speech, animal, motion) p
 noise, concatenated with sinusoidal position codes, so that a student can read meaning into every
 column. Trained models (the toy model, MiniLM) come in later notebooks.
 
-Also here: the small experiments notebook 01 runs on the running example and on random scores
-(a shorter sentence from the same words, a zero-padded batch, and how a softmax saturates when
-scores are not divided by sqrt(d_k)).
+Also here: what notebook 01 builds from the running example (a shorter sentence from the same
+words, a zero-padded batch). How a softmax over random scores saturates without the
+1/sqrt(d_k) is `mha_course.analysis.saturation`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ from importlib import resources
 
 import numpy as np
 
-from mha_course.np_attention import softmax, softmax_backward
-
 __all__ = [
     "RunningExample",
     "pad_batch",
     "running_example",
     "sinusoidal_positions",
-    "softmax_saturation",
     "sub_sentence",
 ]
 
@@ -113,28 +110,3 @@ def pad_batch(sentences: Sequence[np.ndarray],
     for b, x in enumerate(sentences):
         X_batch[b, :len(x)] = x
     return X_batch, lengths
-
-
-def softmax_saturation(d_ks: Sequence[int], *, n_queries: int = 2000, n_keys: int = 10,
-                       seed: int = 2) -> dict[tuple[int, str], tuple[float, float, float]]:
-    """How a softmax over random scores behaves with and without the 1/sqrt(d_k).
-
-    For each d_k: n_queries random queries q and n_keys random keys k per query, entries N(0, 1),
-    scores s = q . k ("unscaled") or q . k / sqrt(d_k) ("scaled"), weights a = softmax(s), and a
-    random upstream gradient g = dL/da. Returns {(d_k, "unscaled" | "scaled"): (mean max weight,
-    mean entropy H(a) = -sum_j a_j log a_j in nats, mean norm of dL/ds = softmax_backward(a, g))}.
-    """
-    rng = np.random.default_rng(seed)
-    measures = {}
-    for d_k in d_ks:
-        q = rng.standard_normal((n_queries, 1, d_k))  # (n_queries, 1, d_k)
-        k = rng.standard_normal((n_queries, n_keys, d_k))  # (n_queries, n_keys, d_k)
-        g = rng.standard_normal((n_queries, n_keys))  # (n_queries, n_keys)
-        dots = (q * k).sum(axis=-1)  # (n_queries, n_keys)
-        for name, s in (("unscaled", dots), ("scaled", dots / np.sqrt(d_k))):
-            a = softmax(s, axis=-1)  # (n_queries, n_keys)
-            entropy = -(a * np.log(np.where(a > 0, a, 1))).sum(axis=-1)  # (n_queries,)
-            grad = np.linalg.norm(softmax_backward(a, g), axis=-1)  # (n_queries,)
-            measures[d_k, name] = (float(a.max(axis=-1).mean()), float(entropy.mean()),
-                                   float(grad.mean()))
-    return measures

@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mha_course.examples import (
-    pad_batch,
-    running_example,
-    sinusoidal_positions,
-    softmax_saturation,
-    sub_sentence,
-)
+from mha_course.analysis.saturation import softmax_saturation
+from mha_course.examples import pad_batch, running_example, sinusoidal_positions, sub_sentence
 from mha_course.np_attention import padding_mask, scaled_dot_product_attention
 
 
