@@ -184,6 +184,7 @@ class ToyTransformer(nn.Module):
         cache = self.run(list(sentences), batch_size=batch_size)
         return [cache.attention_of(b) for b in range(len(cache))]
 
+
 def _token_lists(inputs) -> tuple[list[list[str]], list]:
     """(token lists, what each came from) for `ToyTransformer.run`'s inputs."""
     if isinstance(inputs, str):
