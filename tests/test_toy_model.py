@@ -236,7 +236,12 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
     left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
     left_targets = targets[:, :-1]  # (batch, n-1): the clean token to the left of each position
     if neighbour_target == "lemma":  # e.g. "foxes" -> "fox": a neighbour's number is not asked for
-        left_targets = torch.from_numpy(lang.LEMMA_IDS)[left_targets]
+        # the softmax runs over the lemmas only (a plural form is never a lemma target)
+        lemmas = sorted({int(t) for t in lang.LEMMA_IDS})
+        left = left[..., lemmas]  # (batch, n-1, n_lemmas)
+        lemma_index = {t: k for k, t in enumerate(lemmas)}
+        left_targets = torch.tensor([[lemma_index[int(lang.LEMMA_IDS[t])] for t in row]
+                                     for row in left_targets.tolist()])  # (batch, n-1)
     want = want + 0.25 * F.cross_entropy(left[words[:, 1:]], left_targets[words[:, 1:]])
     if closer_loss:
         closers = torch.tensor([lang.CLOSERS.index(s.sentence_type) for s in sentences])  # (batch,)
@@ -246,3 +251,13 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
     else:
         assert not hasattr(model, "closer_out")
     torch.testing.assert_close(got, want)
+
+
+def test_hidden_is_forwards_final_stream():
+    """Training reads out `hidden`: the same numbers as `forward(...).final`, padding masked."""
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(TINY).eval()
+    sentences = lang.generate(5, seed=4)
+    inputs, _, _, lengths = (torch.from_numpy(a) for a in
+                             lang.corrupt_batch(sentences, np.random.default_rng(1)))
+    torch.testing.assert_close(model.hidden(inputs, lengths), model(inputs, lengths).final)

@@ -43,10 +43,12 @@ def role_snapshot(model: ToyTransformer, sentences, steps: int, seconds: float) 
     model.eval()
     scores = head_metrics.head_scores(model.attentions(sentences), sentences)
     offset, baseline = head_metrics.fixed_offset_baseline(sentences)
+    rare_offset, rare_baseline = head_metrics.fixed_offset_baseline(sentences, "rare_context")
     return {
         **toy_model.accuracy_snapshot(model, sentences, steps, seconds),
         "best": head_metrics.best_heads(scores),
         "syntactic_baseline": {"offset": offset, "score": baseline},
+        "rare_word_baseline": {"offset": rare_offset, "score": rare_baseline},
         "scores": {k: np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in scores.items()},
     }
 
@@ -69,6 +71,7 @@ def heads_json(report: dict) -> dict:
                  **{k: scores[k][r["layer"]][r["head"]] for k in scores}} for r in roles]
     return {"heads": per_head, "best": report["best"],
             "syntactic_baseline": report["syntactic_baseline"],
+            "rare_word_baseline": report.get("rare_word_baseline"),
             "accuracy": report["accuracy"], "training_seconds": report["seconds"],
             "training_steps": report["steps"], "ms_per_step": report.get("ms_per_step"),
             "threads": report.get("threads"), "control": report.get("control"),

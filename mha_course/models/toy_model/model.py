@@ -112,6 +112,23 @@ class ToyTransformer(nn.Module):
         head_gates: None (all 1), or xi (n_layers, n_heads) / (n_layers, batch, n_heads), one
         multiplicative gate per head on Z_i before W^O (0 removes the head; a tensor that
         requires grad gives dL/dxi)."""
+        outs, residual = self._blocks(ids, lengths, head_gates)
+        final = self.ln_out(residual[-1])  # (batch, n, d_model)
+        logits = final @ self.tok_emb.weight.T  # (batch, n, vocab_size)
+        per_layer = {name: torch.stack([getattr(o, name) for o in outs])  # (n_layers, batch, ...)
+                     for name in ("weights", "heads", "attn_in", "attn_out")}
+        return ToyOutput(logits, per_layer["weights"], per_layer["heads"], final,
+                         per_layer["attn_in"], per_layer["attn_out"], torch.stack(residual))
+
+    def hidden(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The final stream LN(x) only, (batch, n, d_model): what training reads out. The same
+        numbers as `forward(ids, lengths).final`, without the logits and per-layer arrays."""
+        _, residual = self._blocks(ids, lengths, None)
+        return self.ln_out(residual[-1])  # (batch, n, d_model)
+
+    def _blocks(self, ids, lengths, head_gates) -> tuple[list[BlockOutput], list[torch.Tensor]]:
+        """Embeddings, then every block: (each block's output, the residual stream before the
+        first block and after each)."""
         batch, n = ids.shape
         if n > self.config.max_len:
             raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
@@ -127,12 +144,7 @@ class ToyTransformer(nn.Module):
             outs.append(block(x, mask, gates))
             x = outs[-1].x  # (batch, n, d_model)
             residual.append(x)
-        final = self.ln_out(x)  # (batch, n, d_model)
-        logits = final @ self.tok_emb.weight.T  # (batch, n, vocab_size)
-        per_layer = {name: torch.stack([getattr(o, name) for o in outs])  # (n_layers, batch, ...)
-                     for name in ("weights", "heads", "attn_in", "attn_out")}
-        return ToyOutput(logits, per_layer["weights"], per_layer["heads"], final,
-                         per_layer["attn_in"], per_layer["attn_out"], torch.stack(residual))
+        return outs, residual
 
     @torch.no_grad()
     def run(self, inputs, head_gates=None, batch_size: int = 256) -> Cache:

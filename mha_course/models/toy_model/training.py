@@ -35,41 +35,40 @@ def _lr_at(step: int, config: ToyConfig) -> float:
 
 
 def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
-    """Cross-entropy of the clean token at every word position (plus, optionally, of the clean
-    token to its left, read out through `neighbour_out`)."""
-    out = model(inputs, lengths)
-    ignore = -100  # positions outside the mask (cheaper than indexing logits with a boolean mask)
-    loss = F.cross_entropy(out.logits.flatten(0, 1),  # (batch * n, vocab_size)
-                           targets.masked_fill(~loss_mask, ignore).flatten(), ignore_index=ignore)
+    """Cross-entropy of the clean token at every word position, plus the two read-outs: the
+    lemma of the clean token to its left (`neighbour_loss`) and the sentence's closer
+    (`closer_loss`). Read out only where the loss is (word positions), never at padding."""
+    final = model.hidden(inputs, lengths)  # (batch, n, d_model)
+    words = final[loss_mask]  # (n_words, d_model): every word position of the batch
+    loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
+                           targets[loss_mask])
     weight = model.config.neighbour_loss
     if weight > 0:
         at = loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
-        left_targets = targets[:, :-1]  # (batch, n-1)
-        if model.config.neighbour_target in ("token", "lemma"):
-            left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T
-            # left: (batch, n-1, vocab_size)
-            if model.config.neighbour_target == "lemma":  # a neighbour's number is not asked for
-                left_targets = _LEMMA_IDS[left_targets]
+        left_targets = targets[:, :-1][at]  # (n_at,)
+        h = model.neighbour_out(final[:, 1:][at])  # (n_at, d_model), or (n_at, n_pos)
+        target = model.config.neighbour_target
+        if target == "token":  # its identity, number included
+            left = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
+        elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
+            left = h @ model.tok_emb.weight[_LEMMAS].T  # (n_at, n_lemmas)
+            left_targets = _LEMMA_CLASS[left_targets]
         else:  # only its part of speech: a neighbour's number cannot ride along to a verb
-            left = model.neighbour_out(out.final[:, 1:])  # (batch, n-1, n_pos)
-            left_targets = _POS_IDS[left_targets]
-        loss = loss + weight * F.cross_entropy(left.flatten(0, 1),  # (batch * (n-1), n_out)
-                                               left_targets.masked_fill(~at, ignore).flatten(),
-                                               ignore_index=ignore)
+            left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
+        loss = loss + weight * F.cross_entropy(left, left_targets)
     if model.config.closer_loss > 0:
         rows = torch.arange(len(targets))
         closer = _CLOSER_INDEX[targets[rows, lengths - 2]]  # (batch,) the token before [SEP]
         per_word = closer[:, None].expand_as(targets)  # (batch, n)
-        logits = model.closer_out(out.final)  # (batch, n, n_closers)
-        # boolean indexing here (3 classes: cheap) keeps the float sums with which the shipped
-        # checkpoint and the tables of docs/design/toy_language.md were trained, bit for bit
-        loss = loss + model.config.closer_loss * F.cross_entropy(logits[loss_mask],
+        loss = loss + model.config.closer_loss * F.cross_entropy(model.closer_out(words),
                                                                  per_word[loss_mask])
     return loss
 
 
 _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
-_LEMMA_IDS = torch.from_numpy(lang.LEMMA_IDS)  # token id -> its number-free (singular) form
+_LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
+_LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
+# _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
 _CLOSER_INDEX = torch.full((len(lang.VOCAB),), -100, dtype=torch.long)  # token id -> CLOSERS index
 _CLOSER_INDEX[[lang.TOKEN_TO_ID[c] for c in lang.CLOSERS]] = torch.arange(len(lang.CLOSERS))
 
