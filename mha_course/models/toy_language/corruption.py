@@ -1,6 +1,9 @@
 """Corrupting toy sentences: the denoising objective the toy model trains on (`corrupt_batch`)
-and the six held-out sub-tasks that each corrupt what one relation alone can restore
-(`subtask_batch`, `SUBTASKS`). Why the objective is what it is: docs/design/toy_language.md.
+and the seven held-out sub-tasks that each corrupt what one relation alone can restore
+(`subtask_batch`, `SUBTASKS`). The naming relation has both: `corrupt_batch(name_swap=...)` and
+the "naming" sub-task turn the name of an apposition ("alongside Tila the old queen") into its
+partner of the other gender in the same world (`NAME_PARTNER_IDS`), which only the apposition's
+noun can undo. Why the objective is what it is: docs/design/toy_language.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from mha_course.models.toy_language.lexicon import (
     FLIP_WORLD,
     LEXICON,
     MASK,
+    NAME_PARTNER_IDS,
     TO_CASE,
     TOKEN_TO_ID,
     VOCAB,
@@ -95,7 +99,7 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
                   sentence_flip: float = 0.2, transpose: float = 0.5,
                   relation_swap: float = 0.0, protect_governors: bool = False,
                   case_flip: float | None = None, swap_case: bool = False,
-                  case_flip_share: float = 1.0,
+                  case_flip_share: float = 1.0, name_swap: float = 0.5,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The denoising objective: (inputs, targets, loss_mask, lengths), all (batch, n) but lengths.
 
@@ -117,6 +121,10 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
     `swap_case` lets the one-feature swaps change a single word's case too; `case_flip_share` < 1
     flips only that share of the words of a flipped sentence, so that the neighbours' case is no
     guide and every word must consult the closer itself.
+    `name_swap`: each name in apposition ("alongside Tila the old queen") becomes its partner of
+    the other gender (`NAME_PARTNER_IDS`) with this probability: only the apposition's noun can
+    tell which of the two it was. (Such a name is a first mention, so no word-level corruption
+    touches it; a transposition afterwards may move the partner one place.)
     `transpose` is the expected number of neighbour swaps per sentence (may exceed 1).
     """
     clean, lengths = pad_batch(sentences)
@@ -150,10 +158,21 @@ def corrupt_batch(sentences: list[Sentence], rng: np.random.Generator, rate: flo
     inputs[random_at] = WORD_IDS[rng.integers(len(WORD_IDS), size=int(random_at.sum()))]
     if relation_swap > 0:
         _swap_dependents(sentences, inputs, corrupt, rng, relation_swap)
+    if name_swap > 0:
+        named = _named(sentences, clean.shape[1]) & (rng.random(clean.shape) < name_swap)
+        inputs[named] = NAME_PARTNER_IDS[inputs[named]]  # (batch, n) positions, in place
     n_swaps = int(transpose) + (rng.random(len(sentences)) < transpose % 1)  # (batch,)
     for k in range(int(np.ceil(transpose))):
         _transpose(sentences, inputs, np.zeros_like(words), rng, n_swaps > k)
     return inputs, clean, words, lengths
+
+
+def _named(sentences, n: int) -> np.ndarray:
+    """(batch, n): names with an annotated context word (the name of an apposition)."""
+    out = np.zeros((len(sentences), n), dtype=bool)
+    for b, s in enumerate(sentences):
+        out[b, :len(s)] = (np.asarray(s.rare_context) >= 0) & np.asarray(s.is_rare, dtype=bool)
+    return out
 
 
 def _governors(sentences, n: int) -> np.ndarray:
@@ -197,7 +216,7 @@ def _transpose(sentences, inputs, at, rng, which) -> None:
 
 # Each sub-task corrupts tokens that depend on one relation, in a way only that relation can
 # undo; its accuracy is the fraction of those tokens restored exactly.
-SUBTASKS = ("order", "agreement", "coreference", "copy", "register", "world")
+SUBTASKS = ("order", "agreement", "coreference", "copy", "register", "world", "naming")
 
 
 def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Generator,
@@ -209,7 +228,8 @@ def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Genera
     so they cannot outvote the subject); coreference: the pronoun becomes another pronoun;
     copy: the repeated name becomes [MASK]; register: a fraction `rate` of the words (names
     excepted) change case; world: a fraction `rate` of the nouns, verbs and adjectives move to
-    the other world.
+    the other world; naming: the name of each apposition becomes its partner of the other gender
+    in the same world (only the apposition's noun can tell).
     """
     if subtask not in SUBTASKS:
         raise ValueError(f"unknown sub-task {subtask!r}; choose one of {SUBTASKS}")
@@ -233,6 +253,8 @@ def subtask_batch(sentences: list[Sentence], subtask: str, rng: np.random.Genera
                 new = options[rng.integers(len(options))]
             elif subtask == "copy" and s.repeat_of[i] >= 0:
                 new = MASK
+            elif subtask == "naming" and s.rare_context[i] >= 0 and w.pos == "NAME":
+                new = VOCAB[NAME_PARTNER_IDS[TOKEN_TO_ID[tok]]]
             elif subtask == "register" and w.pos not in ("NAME", "SPECIAL", "PUNCT") \
                     and rng.random() < rate:
                 new = form_of(tok, case=CASES[(CASES.index(w.case) + rng.integers(1, len(CASES)))

@@ -1,11 +1,15 @@
 """The toy language's sentence grammar: `Grammar` (its probabilities, a frozen dataclass passed
 in), `Sentence` (tokens with their gold annotations) and `generate`.
 
-    CLS SUBJECT (PP | that VERB NP)? VERB OBJECT
+    CLS SUBJECT (PP | that VERB NP)? VERB OBJECT (alongside NAME DET ADJ{0-3} NOUN)?
         (CONN SUBJECT2 (PP)? ADV? VERB2 PRONOUN (like NAME)?)? CLOSER SEP
 
 The subject is a common noun; the pronoun of clause 2 refers to clause 1's object; "like NAME"
 names a name of clause 1 again; every word but the names is written in the case of the closer.
+The apposition ("alongside Tila the old queen", `Grammar.apposition_prob`) is the naming
+relation: its person noun (king, queen, sailor, mermaid, ...) fixes the name's gender, sits 2 to
+5 words to the name's right, and is the name's only witness (no pronoun and no "like NAME" refers
+to that name); `Sentence.rare_context` points from the name to the noun.
 Why the grammar is what it is, and what its probabilities did to the heads that training grew:
 docs/design/toy_language.md.
 """
@@ -42,13 +46,18 @@ from mha_course.models.toy_language.lexicon import (
 __all__ = ["Grammar", "Sentence", "generate"]
 
 
+_SHORTEST = 7  # [CLS] the fox chases Balo . [SEP]
+
+
 @dataclass(frozen=True)
 class Grammar:
     """The probabilities of the sentence grammar (each the chance of one choice per sentence).
 
-    The defaults are the toy language that the shipped checkpoint learned; `generate(n, seed)`
-    gives the same sentences for a seed as long as they stay. Pass another `Grammar` to
-    `generate` (or put it in `ToyConfig.grammar`) to train on a variant.
+    The defaults are the course's toy language; `generate(n, seed)` gives the same sentences for
+    a seed as long as they stay. Pass another `Grammar` to `generate` (or put it in
+    `ToyConfig.grammar`) to train on a variant. Since issue 15 the defaults include the naming
+    apposition; `Grammar(apposition_prob=0.0)` gives the sentences of the grammar before it
+    (the same tokens; the vocabulary has one word more, "alongside").
     """
     closer_probs: tuple[float, float, float] = (0.4, 0.3, 0.3)  # '.', '?', '!' (CLOSERS)
     subject_singular: float = 0.6  # clause 1's subject is singular (else plural)
@@ -65,19 +74,30 @@ class Grammar:
     adverb: float = 0.5  # clause 2 has an adverb before its verb
     adjective_counts: tuple[float, float, float] = (0.4, 0.4, 0.2)  # 0, 1 or 2 adjectives
     repeat_prob: float = 0.5  # clause 2 ends "like NAME", naming a name of clause 1 again
+    # clause 1 ends "alongside NAME DET ADJ* NOUN" (the naming relation) this often
+    apposition_prob: float = 0.5
+    # P(0, 1, 2, 3 adjectives) in that apposition: the noun sits 2 to 5 words after the name
+    apposition_adjectives: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    max_len: int = 32  # longer draws are drawn again (the toy model's position table)
 
     def __post_init__(self):
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, int) \
+                or self.max_len < _SHORTEST:
+            raise ValueError(f"Grammar.max_len must be an int >= {_SHORTEST} (the shortest "
+                             f"sentence the grammar makes); got {self.max_len!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool):
+            if isinstance(value, bool) or f.name == "max_len":
                 continue
             values = value if isinstance(value, tuple) else (value,)
             if not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values):
                 raise ValueError(f"Grammar.{f.name} must hold probabilities in [0, 1]; "
                                  f"got {value!r}")
-            if isinstance(value, tuple) and (len(value) != 3 or abs(sum(value) - 1.0) > 1e-9):
-                raise ValueError(f"Grammar.{f.name} must be 3 probabilities that sum to 1; "
-                                 f"got {value!r}")
+            size = len(value) if f.name == "apposition_adjectives" else 3
+            if isinstance(value, tuple) and (len(value) != size or len(value) == 0
+                                             or abs(sum(value) - 1.0) > 1e-9):
+                raise ValueError(f"Grammar.{f.name} must be {size or 'some'} probabilities that "
+                                 f"sum to 1; got {value!r}")
 
     @classmethod
     def from_dict(cls, settings: dict) -> Grammar:
@@ -100,8 +120,8 @@ class Sentence:
     repeat_of: list[int]  # a repeated name -> its earlier occurrence; -1 elsewhere
     is_delimiter: list[bool]  # [CLS], [SEP] and punctuation
     is_rare: list[bool]  # names (the long-tail vocabulary)
-    # a rare word -> the common, informative word that tells what it is; -1 elsewhere (this
-    # grammar gives no name such a word: all -1, and `analysis.heads.rare_word_score` is NaN)
+    # a rare word -> the common, informative word that tells what it is: the name of an
+    # apposition -> its person noun ("alongside Tila the old queen"); -1 elsewhere
     rare_context: list[int]
     sentence_type: str = "."  # the closing delimiter
     world: str = "land"
@@ -154,12 +174,39 @@ class _SentenceMaker:
         self.used.add(key(choice))
         return choice
 
-    def name(self) -> tuple[str, str]:
+    def name(self, gender: str | None = None) -> tuple[str, str]:
+        """A name of the sentence's world (of `gender` if given) not used yet."""
+        ids, probs = self.name_ids, self.name_probs
+        if gender is not None:
+            keep = np.array([NAMES[k][1] == gender for k in ids])  # (n_world_names,)
+            ids, probs = ids[keep], probs[keep] / probs[keep].sum()
         while True:
-            name, gender, _ = NAMES[self.rng.choice(self.name_ids, p=self.name_probs)]
+            name, name_gender, _ = NAMES[self.rng.choice(ids, p=probs)]
             if name not in self.used:
                 self.used.add(name)
-                return name, gender
+                return name, name_gender
+
+    def apposition(self, b: _Builder) -> None:
+        """Append "alongside NAME DET ADJ* NOUN", the noun a person (gendered) noun of the world
+        and the name of its gender; annotate name -> noun in `rare_context`. Nothing if every
+        person noun is used already."""
+        persons = [n for n in NOUNS[self.world] if n[2] in ("m", "f") and n[0] not in self.used]
+        if not persons:
+            return
+        sg, _, gender = persons[self.rng.integers(len(persons))]
+        self.used.add(sg)
+        b.add("alongside")
+        name, _ = self.name(gender)
+        at = b.add(name)
+        if any(d not in self.used for d in DETERMINERS):
+            b.add(self.pick(DETERMINERS))
+        probs = self.grammar.apposition_adjectives
+        for _ in range(min(self.rng.choice(len(probs), p=probs), self._free_adjectives())):
+            b.add(self.pick(ADJECTIVES[self.world]))
+        b.rare_context[at] = b.add(sg)
+
+    def _free_adjectives(self) -> int:
+        return sum(a not in self.used for a in ADJECTIVES[self.world])
 
     def noun_phrase(self, b: _Builder, number: str, name_prob: float) -> tuple[int, str, str]:
         """Append DET ADJ{0,2} NOUN, or a NAME; return (index of the noun, number, gender)."""
@@ -169,7 +216,7 @@ class _SentenceMaker:
         sg, pl, gender = self.pick(NOUNS[self.world], key=lambda n: n[0])
         n_adj = self.rng.choice(3, p=self.grammar.adjective_counts)
         b.add(self.pick(DETERMINERS))
-        for _ in range(n_adj):
+        for _ in range(min(n_adj, self._free_adjectives())):  # never more than are left
             b.add(self.pick(ADJECTIVES[self.world]))
         return b.add(sg if number == "sg" else pl), number, gender
 
@@ -217,6 +264,9 @@ def _sentence(rng: np.random.Generator, grammar: Grammar) -> Sentence:
                                                      name_prob=grammar.object_name_prob)
     else:  # every sentence names someone, so its world always has a truthful witness
         obj, obj_number, obj_gender = g.noun_phrase(b, "sg", name_prob=1.0)
+    # (no draw at all when off, so that apposition_prob=0 gives the sentences of before)
+    if grammar.apposition_prob > 0 and rng.random() < grammar.apposition_prob:
+        g.apposition(b)  # "alongside Tila the old queen"
 
     # Clause 2 (optional): CONN SUBJECT2 (PP)? ADV? VERB2 PRONOUN (like NAME)?; the pronoun
     # refers to the first clause's object; "like NAME" names a name of clause 1 again (a copy).
@@ -231,7 +281,8 @@ def _sentence(rng: np.random.Generator, grammar: Grammar) -> Sentence:
         b.add(g.verb(True, subj2_number), head=subj2, rel="nsubj")
         pronoun = "them" if obj_number == "pl" else {"m": "him", "f": "her", "n": "it"}[obj_gender]
         b.add(pronoun, coref=obj)
-        names = [i for i, t in enumerate(b.tokens) if LEXICON[t].pos == "NAME"]
+        names = [i for i, t in enumerate(b.tokens)  # the apposition's name keeps one witness
+                 if LEXICON[t].pos == "NAME" and b.rare_context[i] < 0]
         if names and rng.random() < grammar.repeat_prob:  # a name can only come back here
             b.add("like")
             earlier = names[rng.integers(len(names))]
@@ -251,10 +302,22 @@ def _sentence(rng: np.random.Generator, grammar: Grammar) -> Sentence:
 
 def generate(n_sentences: int, seed: int = 0, grammar: Grammar | None = None) -> list[Sentence]:
     """n_sentences sentences drawn from `grammar` (default: `Grammar()`); the same seed and
-    grammar give the same sentences."""
+    grammar give the same sentences. A draw longer than `grammar.max_len` tokens is drawn again."""
     grammar = Grammar() if grammar is None else grammar
     if not isinstance(grammar, Grammar):
         raise TypeError(f"grammar must be a toy_language.Grammar; got {type(grammar).__name__}")
     rng = np.random.default_rng(seed)
-    return [_sentence(rng, grammar) for _ in range(n_sentences)]
+    out: list[Sentence] = []
+    rejected = 0  # in a row
+    while len(out) < n_sentences:
+        s = _sentence(rng, grammar)
+        if len(s) <= grammar.max_len:
+            out.append(s)
+            rejected = 0
+            continue
+        rejected += 1
+        if rejected >= 1000:
+            raise ValueError(f"Grammar.max_len={grammar.max_len} is too short for this grammar: "
+                             "1000 draws in a row were longer")
+    return out
 

@@ -1,7 +1,9 @@
 """The toy language's vocabulary: every surface form with what the grammar knows about it
 (`WordInfo`: part of speech, concept, number, gender, world, verb form, case), the names and their
 Zipf law, and the id tables derived from them (parts of speech, lemmas, the same word in another
-case or world). See `mha_course.models.toy_language` for the language itself.
+case or world, a name's partner of the other gender in its world: `NAME_PARTNER_IDS`, which the
+naming corruption uses). "alongside" only ever introduces a name in apposition. See
+`mha_course.models.toy_language` for the language itself.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 __all__ = ["WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
            "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS",
-           "NAME_RANK_SHIFT", "POS_TAGS", "POS_IDS", "LEMMA_IDS",
+           "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "POS_TAGS", "POS_IDS", "LEMMA_IDS",
            # for the grammar and the corruptions (not re-exported by the package)
            "NOUNS", "ADJECTIVES", "TRANSITIVE", "INTRANSITIVE", "DETERMINERS", "PREPOSITIONS",
            "CONNECTIVES", "ADVERBS", "PRONOUNS", "WORD_IDS", "FEATURES", "BY_INFO", "TO_CASE",
@@ -132,6 +134,8 @@ def _build_lexicon() -> dict[str, WordInfo]:
     entries += [(a, WordInfo("ADV", a)) for a in ADVERBS]
     entries.append(("that", WordInfo("REL", "that")))
     entries.append(("like", WordInfo("PREP", "like")))  # only ever introduces a repeated name
+    # only ever before a name in apposition ("alongside Tila the old queen")
+    entries.append(("alongside", WordInfo("PREP", "alongside")))
     entries += [(p, WordInfo("PRON", "pronoun", num, g)) for p, num, g in PRONOUNS]
     for token, info in entries:
         for form, form_info in _forms(token, info):
@@ -168,6 +172,16 @@ for _t, _w in LEXICON.items():
         _other_world = WORLDS[1 - WORLDS.index(_w.world)]
         FLIP_WORLD[TOKEN_TO_ID[_t]] = next(TOKEN_TO_ID[o] for o, v in LEXICON.items()
                                             if v == replace(_w, world=_other_world))
+
+
+# token id -> its partner: for a name, the name next to it in NAMES, of the same world and the
+# other gender (NAMES alternates the gender every name and the world every two names, so the
+# partners are 2k and 2k + 1); every other token maps to itself. An involution.
+NAME_PARTNER_IDS = np.arange(len(VOCAB))  # (vocab,)
+for _k, (_name, _gender, _world) in enumerate(NAMES):
+    _partner = NAMES[_k ^ 1]
+    assert _partner[2] == _world and _partner[1] != _gender, (_name, _partner)
+    NAME_PARTNER_IDS[TOKEN_TO_ID[_name]] = TOKEN_TO_ID[_partner[0]]
 
 
 def form_of(token: str, **change) -> str:
