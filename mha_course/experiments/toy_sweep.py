@@ -6,6 +6,9 @@ docs/design/toy_language.md come from here:
     python -m mha_course sweep-toy --variants default pre_ln --seeds 0 1 2 3 4 --out sweep.jsonl
     python -m mha_course sweep-toy --summarize sweep.jsonl      # the table of a finished sweep
 
+Seeds are words such as `0-19`, `3` or `0-4 10-14`. Notebook 04 reads the shipped sweep
+(`load_sweep`) and prints its `sweep_command`; a test trains one of its rows again (`rerun`).
+
 A variant is a set of changes to the shipped recipe (`VARIANTS`); `grammar` changes are the
 fields of `toy_language.Grammar`. A run is deterministic for its seed, steps and torch thread
 count (the thread count changes float sums), so each run trains in a process of its own with
@@ -18,15 +21,19 @@ import argparse
 import ast
 import concurrent.futures
 import datetime
+import itertools
 import json
 import math
 import multiprocessing
+import re
+import shlex
 import statistics
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from mha_course.experiments import toy_training
 from mha_course.models import toy_language as lang
@@ -34,7 +41,8 @@ from mha_course.models.toy_model import ToyConfig
 
 __all__ = ["VARIANTS", "GROWN_ROLES", "ROLE_MIN", "SYNTACTIC_MARGIN", "ACCURACY_MIN",
            "variant_config", "parse_settings", "passes", "run_one", "sweep", "read_jsonl",
-           "summarize", "format_summary", "format_run", "add_arguments", "run_cli"]
+           "summarize", "format_summary", "format_run", "add_arguments", "run_cli", "parse_seeds",
+           "SHIPPED_SWEEP", "SWEEP_COMMAND", "load_sweep", "rerun", "sweep_command"]
 
 # Changes to the shipped recipe (`ToyConfig()`), by name. "grammar" maps to Grammar fields.
 VARIANTS: dict[str, dict] = {
@@ -60,6 +68,11 @@ GROWN_ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_target", 
 ROLE_MIN = 0.7
 SYNTACTIC_MARGIN = 0.2
 ACCURACY_MIN = 0.95
+
+# The sweep notebook 04 reads; the command (from the repository's root) that writes it afresh.
+SHIPPED_SWEEP = Path(__file__).parents[1] / "data" / "toy_sweep" / "seeds_0-19.jsonl"
+SWEEP_COMMAND = ("python -m mha_course sweep-toy --seeds 0-19 --out "
+                 + SHIPPED_SWEEP.relative_to(Path(__file__).parents[2]).as_posix())
 
 
 def variant_config(changes: dict, base: ToyConfig | None = None,
@@ -138,12 +151,20 @@ def run_one(variant: str, changes: dict, seed: int, steps: int | None = None,
     return run
 
 
+def rerun(run: dict) -> dict:
+    """A row of a sweep file trained again (its variant, changes, seed, steps, threads)."""
+    return run_one(run["variant"], run["changes"], run["seed"], steps=run["steps"],
+                   threads=run["threads"])
+
+
 def sweep(variants, seeds, steps: int | None = None, workers: int = 1, threads: int = 1,
-          out=None, base: ToyConfig | None = None, on_run=None) -> list[dict]:
+          out=None, base: ToyConfig | None = None, on_run=None,
+          progress: bool = False) -> list[dict]:
     """`run_one` for every (variant, seed), variant by variant; `variants` are names in VARIANTS
     or a {name: changes} dict. With `out`, each run is appended to that JSONL file as it ends;
-    `on_run(run)` is called too. `workers` > 1 trains that many runs at once, each in a fresh
-    process (spawned, so that no torch thread pool is forked). Returns the runs in grid order."""
+    `on_run(run)` is called too; with `progress`, a bar over the runs stays below what it prints.
+    `workers` > 1 trains that many runs at once, each in a fresh (spawned) process. Returns the
+    runs in grid order."""
     table = variants if isinstance(variants, dict) else {name: _named(name) for name in variants}
     for changes in table.values():
         variant_config(changes, base)  # refuse a bad variant before training anything
@@ -153,6 +174,7 @@ def sweep(variants, seeds, steps: int | None = None, workers: int = 1, threads: 
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     runs: list = [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
 
     def finish(k: int, run: dict) -> None:
         runs[k] = run
@@ -160,17 +182,20 @@ def sweep(variants, seeds, steps: int | None = None, workers: int = 1, threads: 
             with path.open("a") as f:
                 f.write(json.dumps(run) + "\n")
         if on_run is not None:
-            on_run(run)
+            with tqdm.external_write_mode():  # what on_run prints goes above the bar
+                on_run(run)
+        bar.update()
 
-    if workers <= 1:
-        for k, job in enumerate(jobs):
-            finish(k, run_one(*job))
-        return runs
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(run_one, *job): k for k, job in enumerate(jobs)}
-        for future in concurrent.futures.as_completed(futures):
-            finish(futures[future], future.result())
+    with bar:
+        if workers <= 1:
+            for k, job in enumerate(jobs):
+                finish(k, run_one(*job))
+            return runs
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(run_one, *job): k for k, job in enumerate(jobs)}
+            for future in concurrent.futures.as_completed(futures):
+                finish(futures[future], future.result())
     return runs
 
 
@@ -183,6 +208,72 @@ def _named(name: str) -> dict:
 def read_jsonl(path) -> list[dict]:
     """The runs of a sweep file, in the order they were written."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def load_sweep(path=None) -> list[dict]:
+    """The runs of a sweep file (None: `SHIPPED_SWEEP`). A FileNotFoundError names the command
+    that writes it; a ValueError, a (variant, seed) found twice (`--out` appends)."""
+    path = SHIPPED_SWEEP if path is None else Path(path)
+    if not path.is_file():
+        command = SWEEP_COMMAND if path == SHIPPED_SWEEP else "python -m mha_course sweep-toy"
+        raise FileNotFoundError(f"no sweep file at {path}; write it with: {command}")
+    runs = read_jsonl(path)
+    if twice := _twice([(r["variant"], r["seed"]) for r in runs]):
+        raise ValueError(f"{path} holds these (variant, seed) more than once: {twice}; --out "
+                         "appends, so delete the file before running a sweep again")
+    return runs
+
+
+def _twice(items: list) -> list:
+    return sorted({item for item in items if items.count(item) > 1})
+
+
+def parse_seeds(words) -> list[int]:
+    """Seeds from words such as "0-19" and "7" (["0-4", "10-14"]: 0 to 4 and 10 to 14), in the
+    order given; a ValueError for a word that is neither a seed nor a rising range, or a repeat."""
+    seeds: list[int] = []
+    for word in words:
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", str(word), re.ASCII)  # "7" or "0-19"
+        if match is None or int(match[2] or match[1]) < int(match[1]):
+            raise ValueError(f"a seed is a non-negative integer or a rising range such as 0-19;"
+                             f" got {word!r}")
+        seeds.extend(range(int(match[1]), int(match[2] or match[1]) + 1))
+    if not seeds or _twice(seeds):
+        raise ValueError(f"expected seeds, each once; got {list(words)} (twice: {_twice(seeds)})")
+    return seeds
+
+
+def _seed_words(seeds) -> list[str]:
+    """[0, 1, 2, 3, 7, 9, 10] -> ["0-3", "7", "9-10"]: the shortest words for parse_seeds."""
+    steps = itertools.groupby(enumerate(sorted(seeds)), key=lambda ks: ks[1] - ks[0])
+    groups = [[s for _, s in group] for _, group in steps]  # runs of consecutive seeds
+    return [str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups]
+
+
+def sweep_command(runs, out=None) -> str:
+    """The `python -m mha_course sweep-toy` line that trains `runs` (rows of one sweep file)
+    again: variants, seeds as ranges, `--set` (variants named "name+KEY=VALUE+..."), steps,
+    threads, `--out out` if given. A ValueError when the rows are not one grid of that kind."""
+    runs = list(runs)
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    names = [v.split("+")[0] for v in variants]
+    settings = {tuple(v.split("+")[1:]) for v in variants}
+    seeds = [sorted(r["seed"] for r in runs if r["variant"] == v) for v in variants]
+    steps, threads = {r["steps"] for r in runs}, {r["threads"] for r in runs}
+    if {len(settings), len({tuple(s) for s in seeds}), len(steps), len(threads)} != {1}:
+        raise ValueError(f"expected the rows of one sweep (variants x seeds, one --set, steps, "
+                         f"threads); got {variants}, seeds {seeds}, {steps=}, {threads=}")
+    settings = list(settings.pop())
+    table = _cli_table(names, settings)
+    if any(r["changes"] != table[r["variant"]] for r in runs):
+        raise ValueError(f"the rows' changes are not those of variants {names} with --set "
+                         f"{settings}: they were not written by sweep-toy's command line")
+    words = (["python", "-m", "mha_course", "sweep-toy"]
+             + ([] if names == ["default"] else ["--variants", *names])
+             + ["--seeds", *_seed_words(seeds[0])] + (["--set", *settings] if settings else [])
+             + ["--steps", str(steps.pop()), "--threads", str(threads.pop())]
+             + ([] if out is None else ["--out", str(out)]))
+    return shlex.join(words)
 
 
 def summarize(runs, roles=GROWN_ROLES) -> dict:
@@ -252,8 +343,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS),
                         metavar="VARIANT", help="variants of the shipped recipe (default: default):"
                         f" {', '.join(VARIANTS)}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                        help="seeds (default: 0 1 2 3 4)")
+    parser.add_argument("--seeds", nargs="+", default=["0-4"], metavar="SEEDS",
+                        help="seeds and ranges: 0-19, 0 1 2, 0-4 10-14 (default: 0-4)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: ToyConfig)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -276,22 +367,28 @@ def run_cli(args: argparse.Namespace) -> int:
         print(format_summary(read_jsonl(args.summarize)))
         return 0
     try:
-        extra = parse_settings(args.set)
-        table = {}
-        for name in args.variants:
-            changes = {**VARIANTS[name], **{k: v for k, v in extra.items() if k != "grammar"}}
-            grammar = {**VARIANTS[name].get("grammar", {}), **extra.get("grammar", {})}
-            if grammar:
-                changes["grammar"] = grammar
-            table[name if not args.set else f"{name}+{'+'.join(args.set)}"] = changes
-        for changes in table.values():
-            variant_config(changes)
+        seeds = parse_seeds(args.seeds)
+        table = _cli_table(args.variants, args.set)
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{len(table) * len(args.seeds)} runs, {args.workers} at a time, {args.threads} "
+    print(f"{len(table) * len(seeds)} runs, {args.workers} at a time, {args.threads} "
           f"thread(s) each", flush=True)
-    runs = sweep(table, args.seeds, steps=args.steps, workers=args.workers, threads=args.threads,
-                 out=args.out, on_run=lambda run: print(format_run(run), flush=True))
+    runs = sweep(table, seeds, steps=args.steps, workers=args.workers, threads=args.threads,
+                 out=args.out, on_run=lambda run: print(format_run(run), flush=True),
+                 progress=True)
     print(format_summary(runs))
     return 0
+
+
+def _cli_table(variants, settings) -> dict:
+    """{"variant+KEY=VALUE+...": changes} of the command line; ValueError/TypeError if bad."""
+    extra, table = parse_settings(settings), {}
+    for name in variants:
+        changes = {**_named(name), **{k: v for k, v in extra.items() if k != "grammar"}}
+        grammar = {**VARIANTS[name].get("grammar", {}), **extra.get("grammar", {})}
+        if grammar:
+            changes["grammar"] = grammar
+        table[name if not settings else f"{name}+{'+'.join(settings)}"] = changes
+        variant_config(changes)  # refuse a bad name or value before training anything
+    return table

@@ -6,6 +6,8 @@
 - `widgets`: the ipywidgets panels the notebooks use (`scaling_explorer`, `head_explorer`,
   `pruning_explorer`);
 - `training`: role scores as static figures (their growth during training, trained vs untrained);
+- `sweep`: a seed sweep's role scores and where each role's best head sits, over seeds, with
+  their table (notebook 04), imported from the module like `training`;
 - `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
   heads, labelled scatters of heads, pruning curves), used as a module:
   `tables.layer_head_table(...)`;
