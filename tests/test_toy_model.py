@@ -261,3 +261,31 @@ def test_hidden_is_forwards_final_stream():
     inputs, _, _, lengths = (torch.from_numpy(a) for a in
                              lang.corrupt_batch(sentences, np.random.default_rng(1)))
     torch.testing.assert_close(model.hidden(inputs, lengths), model(inputs, lengths).final)
+
+
+def test_pack_keeps_every_sentence_whole_and_to_itself():
+    """`pack` puts each sentence whole into one row, positions restarting at 0, its tokens
+    attending only to its own tokens; no row overflows; the loss positions are the unpacked
+    ones."""
+    sentences = lang.generate(64, seed=5)
+    inputs, targets, words, lengths = lang.corrupt_batch(sentences, np.random.default_rng(2))
+    p = toy_train.pack(inputs, targets, words, lengths, capacity=32)
+    rows, capacity = p.ids.shape
+    assert capacity == 32 and rows < len(sentences)
+    assert p.mask.shape == (rows, 32, 32)
+    assert int(p.loss_mask.sum()) == int(words.sum())
+    assert int((p.positions == 0).logical_and(p.targets == lang.TOKEN_TO_ID[lang.CLS]).sum()) \
+        == len(sentences)
+    for b, n in enumerate(lengths.tolist()):  # find each sentence by its clean tokens
+        want = targets[b, :n].tolist()
+        hits = [(r, j) for r in range(rows) for j in range(32 - n + 1)
+                if p.positions[r, j] == 0 and p.targets[r, j:j + n].tolist() == want]
+        assert hits, f"sentence {b} is not whole in any row"
+        r, j = hits[0]
+        assert p.ids[r, j:j + n].tolist() == inputs[b, :n].tolist()
+        assert p.positions[r, j:j + n].tolist() == list(range(n))
+        outside = torch.ones(32, dtype=torch.bool)
+        outside[j:j + n] = False
+        assert p.mask[r, j:j + n, j:j + n].all() and not p.mask[r, j:j + n][:, outside].any()
+    with pytest.raises(ValueError, match="does not fit rows of 8"):
+        toy_train.pack(inputs, targets, words, lengths, capacity=8)

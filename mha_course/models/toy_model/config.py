@@ -49,6 +49,8 @@ class ToyConfig:
     transpose: float = 1.5  # expected number of neighbour swaps per sentence
     relation_swap: float = 0.3  # each verb / pronoun takes the wrong number / pronoun
     protect_governors: bool = True  # subjects and antecedents are never one-feature swapped
+    name_swap: float = 0.5  # a name in apposition becomes its other-gender partner: only its noun
+    # ("alongside Tila the old queen") can tell which of the two it was
     neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
     neighbour_target: str = "lemma"  # "token" (its identity), "lemma" (without number), "pos"
     closer_loss: float = 0.25  # weight of "also name your sentence's closing delimiter" (0: off)

@@ -120,23 +120,33 @@ class ToyTransformer(nn.Module):
         return ToyOutput(logits, per_layer["weights"], per_layer["heads"], final,
                          per_layer["attn_in"], per_layer["attn_out"], torch.stack(residual))
 
-    def hidden(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+               positions: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
         """The final stream LN(x) only, (batch, n, d_model): what training reads out. The same
-        numbers as `forward(ids, lengths).final`, without the logits and per-layer arrays."""
-        _, residual = self._blocks(ids, lengths, None)
+        numbers as `forward(ids, lengths).final`, without the logits and per-layer arrays.
+
+        Training packs several sentences into one row (`training.pack`): then `positions`
+        (batch, n) restarts at 0 for each sentence and `mask` (batch, n, n), True = may attend,
+        keeps each sentence to itself; `lengths` must then be None."""
+        _, residual = self._blocks(ids, lengths, None, positions, mask)
         return self.ln_out(residual[-1])  # (batch, n, d_model)
 
-    def _blocks(self, ids, lengths, head_gates) -> tuple[list[BlockOutput], list[torch.Tensor]]:
+    def _blocks(self, ids, lengths, head_gates, positions=None,
+                mask=None) -> tuple[list[BlockOutput], list[torch.Tensor]]:
         """Embeddings, then every block: (each block's output, the residual stream before the
         first block and after each)."""
         batch, n = ids.shape
         if n > self.config.max_len:
             raise ValueError(f"sequence of {n} tokens is longer than max_len={self.config.max_len}")
         check_head_gates(head_gates, self.config.n_layers, self.config.n_heads, (batch,))
-        positions = torch.arange(n, device=ids.device)  # (n,)
+        if mask is not None and lengths is not None:
+            raise ValueError("give lengths (padding) or a packed mask (batch, n, n), not both")
+        if positions is None:
+            positions = torch.arange(n, device=ids.device)  # (n,)
         x = self.tok_emb(ids) + self.pos_emb(positions)  # (batch, n, d_model)
-        mask = None if lengths is None else padding_mask(lengths, n, device=ids.device)
-        # mask: (batch, 1, n), True = a real key
+        if mask is None and lengths is not None:
+            mask = padding_mask(lengths, n, device=ids.device)  # (batch, 1, n): a real key
         outs = []
         residual = [x]
         for layer, block in enumerate(self.blocks):
