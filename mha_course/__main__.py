@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from mha_course.analysis import heads
 from mha_course.analysis import pruning as analysis_pruning
 from mha_course.experiments import (
@@ -22,6 +24,11 @@ from mha_course.models import toy_model
 
 def _train_toy(args: argparse.Namespace) -> int:
     config = toy_model.ToyConfig() if args.steps is None else toy_model.ToyConfig(steps=args.steps)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be at least 1; got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)  # the float sums, and so the weights, depend on it
     _, report = toy_training.train(config, seed=args.seed, out_dir=args.out, seconds=args.seconds,
                                 progress=not args.quiet)
     best = {role: f"L{b['layer']}H{b['head']} {b['score']:.2f}"
@@ -134,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="training steps (default: ToyConfig)")
     train.add_argument("--seconds", type=float, default=None,
                        help="stop early after this many seconds (then no longer deterministic)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default: torch's; a sweep-toy row is trained with 1)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train_toy)
     ablation = commands.add_parser("train-toy-ablation", help="train the toy recipe without its "
-                                   "two read-outs (neighbour, closer) and write role scores and "
-                                   "sub-task accuracies to a JSON file (notebook 04)")
+                                   "read-outs (neighbour, closer, world, subject) and write "
+                                   "role scores and sub-task accuracies to a JSON file "
+                                   "(notebook 04)")
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     ablation.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     ablation.add_argument("--steps", type=int, default=None,

@@ -159,8 +159,9 @@ def shipped_scores(shipped, fresh_corpus):
     return scores, best
 
 
-# The roles the toy recipe grows; identity and the subject's rare_word are tested on their own.
-GROWN_ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_target", "duplicate")
+# The roles the toy recipe grows (both rare-word heads among them); identity on its own.
+GROWN_ROLES = ("local", "syntactic", "delimiter", "coreference", "rare_word", "rare_target",
+               "duplicate")
 
 
 @pytest.mark.parametrize("role", GROWN_ROLES)
@@ -180,10 +181,13 @@ def test_shipped_checkpoint_has_no_identity_head(shipped_scores):
     assert scores["identity"][duplicate_head] < 0.3
 
 
-def test_shipped_syntactic_head_beats_the_offset_baseline(shipped_scores, fresh_corpus):
+@pytest.mark.parametrize("role, relation", [("syntactic", "head"), ("rare_word", "rare_context")])
+def test_shipped_relation_heads_beat_their_offset_baseline(shipped_scores, fresh_corpus, role,
+                                                           relation):
+    """verb -> subject and name -> the noun of its apposition: far above 'always look k away'."""
     _, best = shipped_scores
-    _, baseline = H.fixed_offset_baseline(fresh_corpus)
-    assert best["syntactic"] >= baseline + 0.2, (best["syntactic"], baseline)
+    _, baseline = H.fixed_offset_baseline(fresh_corpus, relation)
+    assert best[role] >= baseline + 0.2, (role, best[role], baseline)
 
 
 @pytest.mark.slow  # 400 corrupted sentences per sub-task
@@ -215,31 +219,34 @@ def test_a_short_fresh_run_shows_the_first_roles(fresh_corpus):
     assert all(not v >= 0.3 for v in report["control"].values()), report["control"]
 
 
-@pytest.mark.parametrize("closer_loss, neighbour_target", [(0.0, "token"), (0.5, "lemma")])
-def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target):
-    """The loss (cross-entropy with ignored positions) against boolean-mask indexing, written
-    out: clean token at every word, its left neighbour (its token, or its number-free lemma;
-    weight neighbour_loss), and with closer_loss > 0 the sentence's closing delimiter at every
-    word."""
+@pytest.mark.parametrize("closer_loss, neighbour_target, extra", [(0.0, "token", 0.0),
+                                                                   (0.5, "lemma", 0.25)])
+def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target, extra):
+    """The packed loss against the unpacked forward pass, written out: clean token at every
+    word, its left neighbour (its token, or its number-free lemma scored over the lemmas;
+    weight neighbour_loss), with closer_loss > 0 the sentence's closing delimiter at every word,
+    with world_loss > 0 its world, with subject_loss > 0 at every verb its subject's lemma."""
     config = replace(TINY, closer_loss=closer_loss, neighbour_loss=0.25,
-                     neighbour_target=neighbour_target)
+                     neighbour_target=neighbour_target, world_loss=extra, subject_loss=extra)
     torch.manual_seed(0)
     model = toy_model.ToyTransformer(config)
     sentences = lang.generate(6, seed=3)
     arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
     inputs, targets, words, lengths = (torch.from_numpy(a) for a in arrays)
-    got = toy_train._loss(model, inputs, targets, words, lengths)
+    heads = np.full(tuple(targets.shape), -1)  # (batch, n): each verb's subject position
+    for b, s in enumerate(sentences):
+        heads[b, :len(s.tokens)] = s.head
+    got = toy_train._loss(model, inputs, targets, words, lengths, governors=heads)
 
     out = model(inputs, lengths)
     F = torch.nn.functional
     want = F.cross_entropy(out.logits[words], targets[words])
+    lemmas = sorted({int(t) for t in lang.LEMMA_IDS})  # a plural form is never a lemma target
+    lemma_index = {t: k for k, t in enumerate(lemmas)}
     left = model.neighbour_out(out.final[:, 1:]) @ model.tok_emb.weight.T  # (batch, n-1, vocab)
     left_targets = targets[:, :-1]  # (batch, n-1): the clean token to the left of each position
     if neighbour_target == "lemma":  # e.g. "foxes" -> "fox": a neighbour's number is not asked for
-        # the softmax runs over the lemmas only (a plural form is never a lemma target)
-        lemmas = sorted({int(t) for t in lang.LEMMA_IDS})
         left = left[..., lemmas]  # (batch, n-1, n_lemmas)
-        lemma_index = {t: k for k, t in enumerate(lemmas)}
         left_targets = torch.tensor([[lemma_index[int(lang.LEMMA_IDS[t])] for t in row]
                                      for row in left_targets.tolist()])  # (batch, n-1)
     want = want + 0.25 * F.cross_entropy(left[words[:, 1:]], left_targets[words[:, 1:]])
@@ -250,7 +257,29 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
         want = want + closer_loss * F.cross_entropy(closer_logits[words], per_word[words])
     else:
         assert not hasattr(model, "closer_out")
+    if extra:
+        worlds = torch.tensor([lang.WORLDS.index(s.world) for s in sentences])  # (batch,)
+        world_logits = model.world_out(out.final)  # (batch, n, n_worlds)
+        want = want + extra * F.cross_entropy(world_logits[words],
+                                              worlds[:, None].expand_as(targets)[words])
+        verbs = [(b, i) for b, s in enumerate(sentences) for i, h in enumerate(s.head) if h >= 0]
+        h = torch.stack([model.subject_out(out.final[b, i]) for b, i in verbs])  # (n_verbs, d)
+        subject_targets = torch.tensor([lemma_index[int(lang.LEMMA_IDS[lang.TOKEN_TO_ID[
+            sentences[b].tokens[sentences[b].head[i]]]])] for b, i in verbs])  # (n_verbs,)
+        want = want + extra * F.cross_entropy(h @ model.tok_emb.weight[lemmas].T, subject_targets)
+    else:
+        assert not hasattr(model, "world_out") and not hasattr(model, "subject_out")
     torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="needs governors"):
+        toy_train._loss(model, inputs, targets, words, lengths) if extra else \
+            toy_train._loss(replace_model_config(model, subject_loss=0.5), inputs, targets,
+                            words, lengths)
+
+
+def replace_model_config(model, **changes):
+    """The same model with a changed config (only what the loss reads)."""
+    model.config = replace(model.config, **changes)
+    return model
 
 
 def test_hidden_is_forwards_final_stream():

@@ -1,4 +1,4 @@
-"""What the toy model's two auxiliary read-outs buy: its recipe trained with and without them.
+"""What the toy model's auxiliary read-outs buy: its recipe trained with and without them.
 
 The toy model (`mha_course.models.toy_model`) is trained on three objectives, summed in
 `toy_model.training._loss`:
@@ -7,12 +7,17 @@ The toy model (`mha_course.models.toy_model`) is trained on three objectives, su
 - "name your left neighbour" (`ToyConfig.neighbour_loss`): a small read-out at every word names the
   word to its left (its lemma), so that every position needs its left neighbour;
 - "name your sentence's closer" (`ToyConfig.closer_loss`): a read-out at every word names the
-  sentence's closing delimiter ('.', '?', '!').
+  sentence's closing delimiter ('.', '?', '!');
+- "name your sentence's world" (`ToyConfig.world_loss`): a read-out at every word names the
+  sentence's world (land or sea), which a sentence-wide flip leaves only its names to tell;
+- "name your subject" (`ToyConfig.subject_loss`): a read-out at every verb names the lemma of its
+  subject.
 
 The read-outs are output objectives, not attention supervision, but they were added so that a
-local head and a delimiter head appear. `readout_ablation` trains the same recipe with both read-out
-weights set to 0 (optionally also as shipped, `arms=ARMS`), and records each run's best head per
-role, the untrained control and the sub-task accuracies. The shipped checkpoint is the recipe
+local head, a delimiter head, a head on the rare words and a verb -> subject head appear.
+`readout_ablation` trains the same recipe with every read-out weight set to 0 (optionally also
+as shipped, `arms=ARMS`), and records each run's best head per role, the untrained control and
+the sub-task accuracies. The shipped checkpoint is the recipe
 with the read-outs for seed 0, so the file shipped as `mha_course/data/readout_ablation.json` holds
 the run without them for seed 0, written by
 
@@ -44,15 +49,18 @@ COMMAND = "python -m mha_course train-toy-ablation"
 
 @dataclass(frozen=True)
 class Arm:
-    """One variant of the recipe: the weights of the two read-out losses (0 switches one off)."""
+    """One variant of the recipe: the weights of the read-out losses (0 switches one off)."""
     name: str
     neighbour_loss: float
     closer_loss: float
+    world_loss: float = 0.0
+    subject_loss: float = 0.0
 
 
 _DEFAULT = toy_model.ToyConfig()
-WITH_READOUTS = Arm("with_readouts", _DEFAULT.neighbour_loss, _DEFAULT.closer_loss)
-WITHOUT_READOUTS = Arm("without_readouts", 0.0, 0.0)
+WITH_READOUTS = Arm("with_readouts", _DEFAULT.neighbour_loss, _DEFAULT.closer_loss,
+                    _DEFAULT.world_loss, _DEFAULT.subject_loss)
+WITHOUT_READOUTS = Arm("without_readouts", 0.0, 0.0, 0.0, 0.0)
 ARMS = (WITH_READOUTS, WITHOUT_READOUTS)
 
 
@@ -61,10 +69,12 @@ def train_arm(arm: Arm, seed: int, config: toy_model.ToyConfig | None = None,
     """Train `config` (default: the shipped recipe) with the arm's read-out weights; return the
     run's best head per role, the control, the offset baseline and the sub-task accuracies."""
     config = replace(config or toy_model.ToyConfig(), neighbour_loss=arm.neighbour_loss,
-                     closer_loss=arm.closer_loss)
+                     closer_loss=arm.closer_loss, world_loss=arm.world_loss,
+                     subject_loss=arm.subject_loss)
     _, report = toy_training.train(config, seed=seed, steps=steps, progress=progress)
     return {"arm": arm.name, "seed": seed, "neighbour_loss": arm.neighbour_loss,
-            "closer_loss": arm.closer_loss, "steps": report["steps"],
+            "closer_loss": arm.closer_loss, "world_loss": arm.world_loss,
+            "subject_loss": arm.subject_loss, "steps": report["steps"],
             "seconds": report["seconds"], "threads": report["threads"],
             "best": report["best"], "control": report["control"],
             "syntactic_baseline": report["syntactic_baseline"], "accuracy": report["accuracy"]}
@@ -109,7 +119,8 @@ def checkpoint_run(report: dict, seed: int = 0) -> dict:
     """The shipped checkpoint's report (`toy_model.load_report()`) as a run of the arm with the
     read-outs, to put next to the runs of a `readout_ablation` result."""
     return {"arm": WITH_READOUTS.name, "seed": seed, "neighbour_loss": WITH_READOUTS.neighbour_loss,
-            "closer_loss": WITH_READOUTS.closer_loss, "steps": report["training_steps"],
+            "closer_loss": WITH_READOUTS.closer_loss, "world_loss": WITH_READOUTS.world_loss,
+            "subject_loss": WITH_READOUTS.subject_loss, "steps": report["training_steps"],
             "seconds": report["training_seconds"], "threads": report["threads"],
             "best": report["best"], "control": report["control"],
             "syntactic_baseline": report["syntactic_baseline"], "accuracy": report["accuracy"]}

@@ -4,11 +4,15 @@ The attention in every layer is the course's own `torch_attention.MultiHeadAtten
 weights W_Q[i], W_K[i], W_V[i] of head i are the ones the earlier notebooks built by hand.
 
 What it is trained to predict: the clean sentence from a corrupted one (denoising, the main loss),
-plus two small read-outs from the last layer, added so that two of the literature's heads have a
+plus four small read-outs from the last layer, added so that the literature's heads have a
 reason to exist in a model this small: every word names its left neighbour's lemma
-(`neighbour_loss`, a reason for a local head) and its sentence's closing delimiter
-(`closer_loss`, a reason for a delimiter head). They are output objectives: no loss ever looks
-at an attention weight, and no mask goes beyond padding. The roles that the heads take on are
+(`neighbour_loss`, a reason for a local head), its sentence's closing delimiter (`closer_loss`,
+a reason for a delimiter head) and its sentence's world (`world_loss`: after a sentence-wide
+world flip only the names tell it, a reason to look at rare words), and every verb names its
+subject's lemma (`subject_loss`, a reason for a verb -> subject head that no shortcut through a
+neighbour can replace). They are output objectives: no loss ever looks at an attention weight,
+and no mask goes beyond padding (training packs sentences several to a row, each masked to
+itself). The roles that the heads take on are
 measured afterwards, on clean sentences, by `mha_course.analysis.heads`;
 `python -m mha_course train-toy-ablation` trains the recipe without the read-outs (notebook 04
 shows what changes).
@@ -103,6 +107,10 @@ class ToyTransformer(nn.Module):
             self.neighbour_out = nn.Linear(config.d_model, n_out)
         if config.closer_loss > 0:  # a third read-out: how does my sentence end ('.', '?', '!')?
             self.closer_out = nn.Linear(config.d_model, len(lang.CLOSERS))
+        if config.world_loss > 0:  # a fourth: does my sentence happen on land or at sea?
+            self.world_out = nn.Linear(config.d_model, len(lang.WORLDS))
+        if config.subject_loss > 0:  # a fifth, at verbs: what is my subject (its lemma)?
+            self.subject_out = nn.Linear(config.d_model, config.d_model)
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 

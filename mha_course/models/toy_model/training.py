@@ -22,8 +22,8 @@ from mha_course.models import toy_language as lang
 from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
 
-__all__ = ["train", "pack", "Packed", "evaluate", "held_out_sentences", "accuracy_snapshot",
-           "HELD_OUT_SEED"]
+__all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
+           "accuracy_snapshot", "HELD_OUT_SEED"]
 
 HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
 
@@ -42,18 +42,27 @@ class Packed(NamedTuple):
     targets: torch.Tensor  # the clean token ids
     loss_mask: torch.Tensor  # True at word positions (the loss is there)
     closer: torch.Tensor  # index in CLOSERS of each token's sentence's closer
+    world: torch.Tensor  # index in WORLDS of each token's sentence's world
+    subject: torch.Tensor  # at a verb, the lemma class (_LEMMAS) of its subject; -1 elsewhere
     positions: torch.Tensor  # position of each token in its own sentence
     mask: torch.Tensor  # (rows, capacity, capacity): True = same sentence (may attend)
 
 
-def pack(inputs, targets, loss_mask, lengths, capacity: int) -> Packed:
+def pack(inputs, targets, loss_mask, lengths, capacity: int, governors=None) -> Packed:
     """Pack a padded batch (batch, n) into as few rows of `capacity` tokens as first-fit
     decreasing finds, each sentence whole and seeing only itself (`mask`), with positions
     restarting at 0. The model computes the same numbers for each sentence as unpacked (to float
     rounding) on about a third fewer positions: the padding that a batch of short and long
-    sentences carries is gone."""
+    sentences carries is gone. `governors` (batch, n): the position of each token's gold head
+    (`Sentence.head`, verb -> subject), -1 where none; None: no subject targets."""
     inputs, targets, loss_mask, lengths = (np.asarray(a) for a in
                                            (inputs, targets, loss_mask, lengths))
+    governors = np.full(targets.shape, -1) if governors is None else np.asarray(governors)
+    rows_ = np.arange(len(lengths))[:, None]
+    subjects = np.where(governors >= 0, _LEMMA_CLASS.numpy()[targets[rows_, np.maximum(
+        governors, 0)]], -1)  # (batch, n)
+    token_worlds = _WORLD_INDEX[targets]  # (batch, n): -1 for words of no world
+    worlds = token_worlds.max(axis=1)  # (batch,): every sentence has words of its one world
     if lengths.max() > capacity:
         raise ValueError(f"a sentence of {lengths.max()} tokens does not fit rows of {capacity}")
     free: list[int] = []  # room left in each row
@@ -68,21 +77,30 @@ def pack(inputs, targets, loss_mask, lengths, capacity: int) -> Packed:
     ids, clean = np.zeros(shape, np.int64), np.zeros(shape, np.int64)  # (rows, capacity)
     words, positions = np.zeros(shape, bool), np.zeros(shape, np.int64)
     segment, closer = np.full(shape, -1), np.zeros(shape, np.int64)  # -1: padding
+    world, subject = np.zeros(shape, np.int64), np.full(shape, -1)
     closers = _CLOSER_INDEX.numpy()[targets[np.arange(len(lengths)), lengths - 2]]  # (batch,)
     for b, ((row, start), n) in enumerate(zip(place, lengths)):
         at = slice(start, start + n)
         ids[row, at], clean[row, at] = inputs[b, :n], targets[b, :n]
         words[row, at] = loss_mask[b, :n]
         positions[row, at], segment[row, at], closer[row, at] = np.arange(n), b, closers[b]
+        world[row, at], subject[row, at] = worlds[b], subjects[b, :n]
     mask = segment[:, :, None] == segment[:, None, :]  # (rows, capacity, capacity)
-    return Packed(*(torch.from_numpy(x) for x in (ids, clean, words, closer, positions, mask)))
+    return Packed(*(torch.from_numpy(x) for x in
+                    (ids, clean, words, closer, world, subject, positions, mask)))
 
 
-def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
-    """Cross-entropy of the clean token at every word position, plus the two read-outs: the
-    lemma of the clean token to its left (`neighbour_loss`) and the sentence's closer
-    (`closer_loss`). The batch is packed (`pack`), and read out only at word positions."""
-    p = pack(inputs, targets, loss_mask, lengths, model.config.max_len)
+def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.Tensor:
+    """Cross-entropy of the clean token at every word position, plus the read-outs: the lemma
+    of the clean token to its left (`neighbour_loss`), the sentence's closer (`closer_loss`) and
+    world (`world_loss`), and at each verb its subject's lemma (`subject_loss`; `governors`
+    (batch, n) gives the subject's position, as `pack`). The batch is packed (`pack`), and read
+    out only at word positions."""
+    config = model.config
+    if config.subject_loss > 0 and governors is None:
+        raise ValueError("subject_loss > 0 needs governors: (batch, n) positions of each "
+                         "token's subject (Sentence.head), -1 where none")
+    p = pack(inputs, targets, loss_mask, lengths, config.max_len, governors)
     final = model.hidden(p.ids, positions=p.positions, mask=p.mask)  # (rows, capacity, d_model)
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
@@ -103,16 +121,35 @@ def _loss(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
         else:  # only its part of speech: a neighbour's number cannot ride along to a verb
             left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
         loss = loss + weight * F.cross_entropy(left, left_targets)
-    if model.config.closer_loss > 0:
-        loss = loss + model.config.closer_loss * F.cross_entropy(model.closer_out(words),
-                                                                 p.closer[p.loss_mask])
+    if config.closer_loss > 0:
+        loss = loss + config.closer_loss * F.cross_entropy(model.closer_out(words),
+                                                           p.closer[p.loss_mask])
+    if config.world_loss > 0:
+        loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
+                                                          p.world[p.loss_mask])
+    verbs = p.subject >= 0  # (rows, capacity)
+    if config.subject_loss > 0 and verbs.any():
+        subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
+        # subject: (n_verbs, n_lemmas)
+        loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def governor_positions(sentences, n: int) -> np.ndarray:
+    """(batch, n): the position of each token's gold head (`Sentence.head`: a verb's subject),
+    -1 where none; the subject read-out's targets."""
+    out = np.full((len(sentences), n), -1, dtype=np.int64)
+    for b, s in enumerate(sentences):
+        out[b, :len(s.head)] = s.head
+    return out
 
 
 _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
 _LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
 _LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
 # _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
+_WORLD_INDEX = np.array([lang.WORLDS.index(lang.LEXICON[t].world) if lang.LEXICON[t].world
+                         else -1 for t in lang.VOCAB])  # token id -> WORLDS index, -1: none
 _CLOSER_INDEX = torch.full((len(lang.VOCAB),), -100, dtype=torch.long)  # token id -> CLOSERS index
 _CLOSER_INDEX[[lang.TOKEN_TO_ID[c] for c in lang.CLOSERS]] = torch.arange(len(lang.CLOSERS))
 
@@ -194,7 +231,7 @@ def _train(config, seed, seconds, progress, log_every, snapshot, start):
                                     case_flip_share=config.case_flip_share,
                                     name_swap=config.name_swap)
         tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
-        loss = _loss(model, *tensors)
+        loss = _loss(model, *tensors, governors=governor_positions(batch, arrays[0].shape[1]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
