@@ -1,4 +1,4 @@
-"""The read-out ablation: the recipe with and without its two auxiliary read-outs."""
+"""The read-out ablation: the recipe with and without its four auxiliary read-outs."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_ff=32,
 def test_arms_switch_only_the_readouts():
     with_readouts, without = objectives.ARMS
     default = toy_model.ToyConfig()
-    assert (with_readouts.neighbour_loss, with_readouts.closer_loss) == (default.neighbour_loss,
-                                                                          default.closer_loss)
-    assert (without.neighbour_loss, without.closer_loss) == (0.0, 0.0)
+    weights = ("neighbour_loss", "closer_loss", "world_loss", "subject_loss")
+    assert [getattr(with_readouts, w) for w in weights] == [getattr(default, w) for w in weights]
+    assert [getattr(without, w) for w in weights] == [0.0] * 4
 
 
 @pytest.mark.slow
@@ -39,6 +39,7 @@ def test_ablation_file_round_trips(tmp_path):
         assert set(run["accuracy"]) == set(toy_language.SUBTASKS)
     without = result["runs"][1]
     assert without["neighbour_loss"] == without["closer_loss"] == 0.0
+    assert without["world_loss"] == without["subject_loss"] == 0.0
     table = objectives.compare(result, ["local", "delimiter"])
     assert set(table[3]) == {"with_readouts", "without_readouts"}
     header = objectives.format_ablation(result, ["local"]).splitlines()[0]

@@ -205,17 +205,18 @@ def test_random_init_control_scores_low(shipped, fresh_corpus):
 
 @pytest.mark.slow
 def test_a_short_fresh_run_shows_the_first_roles(fresh_corpus):
-    """600 steps (~25 s on 2 idle cores): local, delimiter and the name heads (coreference, rare
-    word, copy) come first; verb->subject forms later (between 600 and 1000 steps).
-    Measured for seed 0 (its control is initialised with seed 1): local 0.89, delimiter 1.00,
-    coreference 0.92, duplicate 0.94, rare target 0.76, syntactic 0.29; control <= 0.23."""
+    """600 of the recipe's steps: the heads that a read-out asks for at every word or verb come
+    first (verb -> subject, any word -> a name), the local head close behind; the control stays
+    low. Measured on the tuning seeds 900 and 901 at 600 steps (issue 15, before the last
+    change of the closer weight): syntactic 0.95-0.97, rare_target 0.91-1.00, local 0.72-0.92,
+    while the head from a name to its apposition's noun (rare_word) was 0.15-0.70."""
     model, report = toy_training.train(seed=0, steps=600, progress=False)
     sentences = fresh_corpus[:200]
     scores = H.head_scores(model.attentions(sentences), sentences)
     best = {role: b["score"] for role, b in H.best_heads(scores).items()}
-    for role in ("local", "delimiter", "coreference", "duplicate"):
-        assert best[role] >= 0.7, (role, best)
-    assert best["rare_target"] >= 0.6, best
+    assert best["syntactic"] >= 0.85, best
+    assert best["rare_target"] >= 0.8, best
+    assert best["local"] >= 0.6, best
     assert all(not v >= 0.3 for v in report["control"].values()), report["control"]
 
 
