@@ -1,4 +1,4 @@
-"""The toy Transformer as a task for head-importance experiments: its six sub-tasks measured under
+"""The toy Transformer as a task for head-importance experiments: its seven sub-tasks measured under
 any gating of its heads, with zero or mean ablation (`mha_course.models.ablation`), and the
 gradient of each item's loss with respect to every gate.
 
@@ -28,7 +28,7 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
 
 
 class ToyTask:
-    """The toy Transformer on its six sub-tasks (`toy_language.subtask_batch`), under any gating.
+    """The toy Transformer on its seven sub-tasks (`toy_language.subtask_batch`), under any gating.
 
     The corrupted batches are drawn once (seeded) exactly as `toy_model.evaluate` draws them, so
     that every evaluation sees the same inputs and all gates at 1 give `evaluate`'s numbers.
