@@ -271,11 +271,14 @@ def test_robustness_is_the_nearest_threshold_in_tolerances():
 
 
 def check_rerun(runs) -> dict:
-    """Retrain the most robust row of `runs` and compare: the same pass, every role score within
-    ROLE_TOLERANCE, every sub-task accuracy within ACCURACY_TOLERANCE. Returns the row."""
+    """Retrain the most robust row of `runs` and compare: every role score within
+    ROLE_TOLERANCE, every sub-task accuracy within ACCURACY_TOLERANCE, and the same pass when
+    the row sits at least one tolerance from every threshold (nearer, another CPU's float sums
+    may legitimately flip it while every number stays within tolerance). Returns the row."""
     row = max(runs, key=robustness)
     again = toy_sweep.rerun(row)
-    assert again["pass"] == row["pass"], f"seed {row['seed']}: pass {again['pass']} vs {row}"
+    if robustness(row) >= 1:
+        assert again["pass"] == row["pass"], f"seed {row['seed']}: pass {again['pass']} vs {row}"
     for key, tolerance in (("best", ROLE_TOLERANCE), ("accuracy", ACCURACY_TOLERANCE)):
         for name, value in row[key].items():
             new = again[key][name]
