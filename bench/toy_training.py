@@ -6,10 +6,11 @@ Times, on the shipped recipe (`ToyConfig()`), in this process:
 - making the training pool (`toy_language.generate(n_train_sentences)`), once;
 - one batch of the denoising objective (`corrupt_batch`), median over the steps;
 - one optimisation step (forward, backward, AdamW) with the course's loss
-  (`toy_model.training._loss`: read-outs only at word positions, the neighbour's lemma scored over
-  the lemmas), and with the loss as it was before (every read-out at every position, padding
-  included, the lemma scored over the whole vocabulary), interleaved step by step on the same
-  batches so that both see the same machine;
+  (`toy_model.training._loss`: sentences packed several to a row, read-outs only at word
+  positions, the neighbour's lemma scored over the lemmas, and the world and subject read-outs
+  on top), and with the loss as it was before (every read-out at every position of the padded
+  batch, the lemma scored over the whole vocabulary, no world or subject read-out), interleaved
+  step by step on the same batches so that both see the same machine;
 - the projected `train-toy` time, pool + steps x (batch + step), against the 60 s goal.
 The ratio is what to compare across machines; the seconds depend on the machine and its load.
 """
@@ -29,8 +30,9 @@ from mha_course.models.toy_model import ToyConfig, ToyTransformer
 from mha_course.models.toy_model import training as toy_training
 
 
-def loss_before(model, inputs, targets, loss_mask, lengths) -> torch.Tensor:
-    """The loss before issue 15: logits at every position of the padded batch."""
+def loss_before(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.Tensor:
+    """The loss before issue 15: logits at every position of the padded batch; the neighbour and
+    closer read-outs only (the world and subject read-outs came with issue 15)."""
     out = model(inputs, lengths)
     ignore = -100
     loss = F.cross_entropy(out.logits.flatten(0, 1),  # (batch * n, vocab_size)
@@ -64,14 +66,16 @@ def batches(config: ToyConfig, pool, rng, n: int) -> tuple[list, list]:
                                     case_flip=config.case_flip, swap_case=config.swap_case,
                                     case_flip_share=config.case_flip_share,
                                     name_swap=config.name_swap)
-        out.append([torch.from_numpy(a) for a in arrays])
+        governors = toy_training.governor_positions(batch, arrays[0].shape[1])
+        out.append([torch.from_numpy(a) for a in arrays] + [torch.from_numpy(governors)])
         seconds.append(time.perf_counter() - start)
     return out, seconds
 
 
 def step_seconds(loss_fn, model, optimizer, tensors) -> float:
     start = time.perf_counter()
-    loss = loss_fn(model, *tensors)
+    *arrays, governors = tensors
+    loss = loss_fn(model, *arrays, governors=governors)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
