@@ -57,14 +57,14 @@ def pack(inputs, targets, loss_mask, lengths, capacity: int, governors=None) -> 
     (`Sentence.head`, verb -> subject), -1 where none; None: no subject targets."""
     inputs, targets, loss_mask, lengths = (np.asarray(a) for a in
                                            (inputs, targets, loss_mask, lengths))
-    governors = np.full(targets.shape, -1) if governors is None else np.asarray(governors)
-    rows_ = np.arange(len(lengths))[:, None]
-    subjects = np.where(governors >= 0, _LEMMA_CLASS.numpy()[targets[rows_, np.maximum(
-        governors, 0)]], -1)  # (batch, n)
-    token_worlds = _WORLD_INDEX[targets]  # (batch, n): -1 for words of no world
-    worlds = token_worlds.max(axis=1)  # (batch,): every sentence has words of its one world
     if lengths.max() > capacity:
         raise ValueError(f"a sentence of {lengths.max()} tokens does not fit rows of {capacity}")
+    governors = np.full(targets.shape, -1) if governors is None else np.asarray(governors)
+    sentence = np.arange(len(lengths))  # (batch,)
+    subjects = np.where(governors >= 0, _LEMMA_CLASS.numpy()[targets[
+        sentence[:, None], np.maximum(governors, 0)]], -1)  # (batch, n)
+    worlds = _WORLD_INDEX[targets].max(axis=1)  # (batch,): -1 marks words of no world
+    closers = _CLOSER_INDEX.numpy()[targets[sentence, lengths - 2]]  # (batch,): before [SEP]
     free: list[int] = []  # room left in each row
     place = np.zeros((len(lengths), 2), dtype=np.int64)  # (batch, 2): row, start
     for b in np.argsort(-lengths, kind="stable"):  # longest first
@@ -78,7 +78,6 @@ def pack(inputs, targets, loss_mask, lengths, capacity: int, governors=None) -> 
     words, positions = np.zeros(shape, bool), np.zeros(shape, np.int64)
     segment, closer = np.full(shape, -1), np.zeros(shape, np.int64)  # -1: padding
     world, subject = np.zeros(shape, np.int64), np.full(shape, -1)
-    closers = _CLOSER_INDEX.numpy()[targets[np.arange(len(lengths)), lengths - 2]]  # (batch,)
     for b, ((row, start), n) in enumerate(zip(place, lengths)):
         at = slice(start, start + n)
         ids[row, at], clean[row, at] = inputs[b, :n], targets[b, :n]
@@ -105,14 +104,14 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
                            p.targets[p.loss_mask])
-    weight = model.config.neighbour_loss
+    weight = config.neighbour_loss
     if weight > 0:
         # a word is never its sentence's first token ([CLS] is), so its left neighbour in the
         # packed row is its left neighbour in the sentence
         at = p.loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
         left_targets = p.targets[:, :-1][at]  # (n_at,)
         h = model.neighbour_out(final[:, 1:][at])  # (n_at, d_model), or (n_at, n_pos)
-        target = model.config.neighbour_target
+        target = config.neighbour_target
         if target == "token":  # its identity, number included
             left = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
         elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
