@@ -37,7 +37,7 @@ class ToyConfig:
     # the training (and held-out) sentences
     grammar: lang.Grammar = field(default_factory=lang.Grammar)
     # training
-    steps: int = 1800
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 5e-3
     warmup_steps: int = 100
@@ -56,7 +56,7 @@ class ToyConfig:
     # ("alongside Tila the old queen") can tell which of the two it was
     neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
     neighbour_target: str = "lemma"  # "token" (its identity), "lemma" (without number), "pos"
-    closer_loss: float = 0.5  # weight of "also name your sentence's closing delimiter" (0: off)
+    closer_loss: float = 1.0  # weight of "also name your sentence's closing delimiter" (0: off)
     world_loss: float = 0.25  # weight of "also name your sentence's world" (0: off)
     subject_loss: float = 0.25  # weight of "a verb also names its subject's lemma" (0: off)
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step
