@@ -49,7 +49,7 @@ VARIANTS: dict[str, dict] = {
     "default": {},  # the shipped recipe
     "pre_ln": {"post_ln": False},  # LN before each sub-layer instead of after each residual sum
     "no_closer": {"closer_loss": 0.0},  # without the "name your closer" read-out
-    "closer1": {"closer_loss": 1.0},  # that read-out at weight 1 (table 4; default since issue 15)
+    "closer_half": {"closer_loss": 0.5},  # that read-out at weight 0.5 (1.0 since issue 15)
     "token_target": {"neighbour_target": "token"},  # name the left neighbour with its number
     "no_readouts": {"neighbour_loss": 0.0, "closer_loss": 0.0},  # denoising alone
     "rs5": {"relation_swap": 0.5},  # verbs and pronouns take the wrong number/pronoun more often
