@@ -154,7 +154,6 @@ def test_rare_word_metrics_are_finite_on_generated_sentences(corpus):
     assert score[0, 0] == 1.0 and score[0, 1] == 0.0
 
 
-
 def test_the_pronoun_refers_to_a_name_among_other_names(corpus):
     # object_always_named: every antecedent is a name, and in about half the sentences another
     # name (a modifier's or the apposition's) comes before the pronoun, so "look at a name" is
