@@ -181,3 +181,145 @@ def test_factored_matrix_errors():
                                                                               np.ones((1, 3)))
     with pytest.raises(TypeError, match="FactoredMatrix"):
         c.FactoredMatrix(np.ones((3, 2)), np.ones((2, 4))) @ np.ones((4, 4))
+
+
+# ---------------------------------------------------------------------------------- circuits
+def test_qk_and_ov_circuits_are_the_products_of_the_weights():
+    rng = np.random.default_rng(2)
+    vocab, n_ctx, d_model, d_head = 7, 5, 6, 2
+    W_E, W_pos = rng.normal(size=(vocab, d_model)), rng.normal(size=(n_ctx, d_model))
+    W_Q, W_K, W_V = rng.normal(size=(3, d_model, d_head))
+    W_O, W_U = rng.normal(size=(d_head, d_model)), rng.normal(size=(d_model, vocab))
+    qk = c.qk_circuit(W_E, W_Q, W_K)
+    assert qk.shape == (vocab, vocab) and qk.rank_bound == d_head
+    np.testing.assert_allclose(qk.full(), W_E @ W_Q @ W_K.T @ W_E.T)
+    np.testing.assert_allclose(c.qk_circuit(W_pos, W_Q, W_K, W_E).full(),
+                               W_pos @ W_Q @ W_K.T @ W_E.T)  # (n_ctx, vocab)
+    ov = c.ov_circuit(W_E, W_V, W_O, W_U)
+    assert ov.shape == (vocab, vocab) and ov.rank_bound == d_head
+    np.testing.assert_allclose(ov.full(), W_E @ W_V @ W_O @ W_U)
+    np.testing.assert_allclose(c.qk_matrix(W_Q, W_K).full(), W_Q @ W_K.T)
+    np.testing.assert_allclose(c.ov_matrix(W_V, W_O).full(), W_V @ W_O)
+
+
+def test_planted_previous_token_qk_gives_previous_token_score_one():
+    n_ctx = d_model = 8
+    W_pos = np.eye(n_ctx)  # position p writes direction p
+    shift = np.eye(d_model, k=-1)  # shift[p, p - 1] = 1: a query at p reads the key at p - 1
+    W_Q, W_K = 30.0 * shift, np.eye(d_model)
+    qk = c.qk_circuit(W_pos, W_Q, W_K)
+    np.testing.assert_allclose(qk.full(), 30.0 * shift)
+    A = softmax_causal(qk.full() / np.sqrt(d_model))  # (n, n)
+    assert c.previous_token_score(stack(A))[0, 0] == pytest.approx(1.0, abs=1e-4)
+    assert c.previous_token_score(stack(softmax_causal(qk.T.full())))[0, 0] < 0.3
+
+
+def test_copying_score_of_identity_minus_identity_and_mixtures():
+    eye = np.eye(4)
+    assert c.ov_copying_score(c.ov_circuit(eye, eye, eye, eye)) == pytest.approx(1.0)
+    assert c.ov_copying_score(c.ov_circuit(eye, eye, -eye, eye)) == pytest.approx(-1.0)
+    assert c.ov_copying_score(c.FactoredMatrix(eye[:, :2], eye[:2])) == pytest.approx(1.0)
+    mixed = c.FactoredMatrix(np.diag([2.0, -1.0, 0.0, 0.0]), eye)
+    assert c.ov_copying_score(mixed) == pytest.approx(1 / 3)
+    rotation = c.FactoredMatrix(np.array([[0.0, 1.0], [-1.0, 0.0]]), np.eye(2))  # eigen +-i
+    assert c.ov_copying_score(rotation) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(3)
+    ov = c.FactoredMatrix(rng.normal(size=(9, 3)), rng.normal(size=(3, 9)))
+    lam = np.linalg.eigvals(ov.full())
+    assert c.ov_copying_score(ov) == pytest.approx(lam.sum().real / np.abs(lam).sum())
+    with pytest.raises(ValueError, match="no nonzero eigenvalue"):
+        c.ov_copying_score(c.FactoredMatrix(np.zeros((3, 1)), np.zeros((1, 3))))
+    with pytest.raises(TypeError, match="FactoredMatrix"):
+        c.ov_copying_score(eye)
+
+
+def test_diagonal_dominance_counts_rows_won_by_the_diagonal():
+    eye = np.eye(4)
+    assert c.diagonal_dominance(c.FactoredMatrix(eye, eye)) == 1.0
+    assert c.diagonal_dominance(c.FactoredMatrix(-eye, eye)) == 0.0
+    assert c.diagonal_dominance(c.FactoredMatrix(np.zeros((4, 1)), np.zeros((1, 4)))) == 0.0
+    half = np.eye(4)
+    half[2, 3] = half[3, 0] = 2.0  # rows 2 and 3 peak off the diagonal
+    assert c.diagonal_dominance(c.FactoredMatrix(half, eye)) == 0.5
+    rng = np.random.default_rng(4)  # more rows than one block: the blocks must line up
+    ov = c.FactoredMatrix(rng.normal(size=(1100, 3)), rng.normal(size=(3, 1100)))
+    full = ov.full()
+    off = full - np.diag(np.full(1100, np.inf))
+    assert c.diagonal_dominance(ov) == np.mean(np.diag(full) > off.max(axis=1))
+    with pytest.raises(ValueError, match="square"):
+        c.diagonal_dominance(c.FactoredMatrix(eye[:, :2], np.ones((2, 3))))
+
+
+def unit(i, d=4):
+    return np.eye(d)[:, [i]]  # (d, 1): a one-dimensional head reading or writing e_i
+
+
+def test_k_composition_reads_the_key_side():
+    W_QK = c.qk_matrix(unit(0), unit(1))  # e0 e1^T: queries read e0, keys read e1
+    into_keys = c.ov_matrix(unit(2), unit(1).T)  # reads e2, writes e1: where keys read
+    into_queries = c.ov_matrix(unit(2), unit(0).T)  # writes e0: where queries read
+    elsewhere = c.ov_matrix(unit(2), unit(3).T)  # writes e3: read by nobody
+    assert c.k_composition_score(W_QK, into_keys) == pytest.approx(1.0)
+    assert c.k_composition_score(W_QK, into_queries) == 0.0
+    assert c.k_composition_score(W_QK, elsewhere) == 0.0
+    assert c.q_composition_score(W_QK, into_queries) == pytest.approx(1.0)
+    assert c.q_composition_score(W_QK, into_keys) == 0.0
+    reads_e1 = c.ov_matrix(unit(1), unit(3).T)
+    assert c.v_composition_score(reads_e1, into_keys) == pytest.approx(1.0)
+    assert c.v_composition_score(reads_e1, into_queries) == 0.0
+
+
+def test_k_composition_exact_value_and_full_matrix_formula():
+    plane = c.qk_matrix(np.eye(4)[:, :2], np.eye(4)[:, :2])  # W_QK = diag(1, 1, 0, 0), norm sqrt 2
+    one_direction = c.ov_matrix(unit(0), unit(0).T)  # e0 e0^T
+    assert c.k_composition_score(plane, one_direction) == pytest.approx(1 / np.sqrt(2))
+    rng = np.random.default_rng(5)
+    W_QK = c.qk_matrix(*rng.normal(size=(2, 8, 3)))
+    W_OV = c.ov_matrix(rng.normal(size=(8, 3)), rng.normal(size=(3, 8)))
+    qk, ov = W_QK.full(), W_OV.full()
+    norm = np.linalg.norm
+    assert c.k_composition_score(W_QK, W_OV) == pytest.approx(
+        norm(qk @ ov.T) / (norm(qk) * norm(ov)))
+    assert c.q_composition_score(W_QK, W_OV) == pytest.approx(
+        norm(ov @ qk) / (norm(qk) * norm(ov)))
+
+
+def test_composition_scores_over_a_weights_dict():
+    rng = np.random.default_rng(6)
+    n_layers, n_heads, d_model, d_head = 2, 3, 8, 2
+    weights = {name: rng.normal(size=(n_layers, n_heads, d_model, d_head))
+               for name in ("W_Q", "W_K", "W_V")}
+    weights["W_O"] = rng.normal(size=(n_layers, n_heads, d_head, d_model))
+    k = c.composition_scores(weights)
+    assert k.shape == (n_heads, n_heads)
+    for h0 in range(n_heads):
+        W_OV = c.ov_matrix(weights["W_V"][0, h0], weights["W_O"][0, h0])
+        for h1 in range(n_heads):
+            W_QK = c.qk_matrix(weights["W_Q"][1, h1], weights["W_K"][1, h1])
+            assert k[h0, h1] == pytest.approx(c.k_composition_score(W_QK, W_OV))
+    v = c.composition_scores(weights, kind="v")
+    later = c.ov_matrix(weights["W_V"][1, 2], weights["W_O"][1, 2])
+    earlier = c.ov_matrix(weights["W_V"][0, 1], weights["W_O"][0, 1])
+    assert v[1, 2] == pytest.approx(c.v_composition_score(later, earlier))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        c.composition_scores(weights, kind="x")
+    with pytest.raises(ValueError, match="earlier_layer < later_layer"):
+        c.composition_scores(weights, earlier_layer=1, later_layer=1)
+
+
+def test_circuit_functions_reject_bad_shapes():
+    W = np.ones((6, 2))
+    with pytest.raises(ValueError, match=r"W_Q must be a matrix .*W\[layer, head\]"):
+        c.qk_matrix(np.ones((3, 6, 2)), W)
+    with pytest.raises(ValueError, match=r"W_Q and W_K .*got \(6, 2\) and \(6, 3\)"):
+        c.qk_matrix(W, np.ones((6, 3)))
+    with pytest.raises(ValueError, match=r"W_O \(d_head, d_model\).*W_O \(6, 2\)"):
+        c.ov_matrix(W, W)
+    with pytest.raises(ValueError, match=r"E_k must be \(rows, d_model\) with d_model = 6"):
+        c.qk_circuit(np.ones((5, 6)), W, W, np.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"W_U must be \(d_model, vocab\) with d_model = 6"):
+        c.ov_circuit(np.ones((5, 6)), W, W.T, np.ones((5, 6)))
+    with pytest.raises(ValueError, match=r"W_OV_earlier must be a \(6, 6\)"):
+        c.k_composition_score(c.qk_matrix(W, W), c.ov_matrix(np.ones((4, 2)), np.ones((2, 4))))
+    with pytest.raises(ValueError, match="two nonzero"):
+        c.k_composition_score(c.qk_matrix(W, W), c.ov_matrix(0 * W, W.T))
