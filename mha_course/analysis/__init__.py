@@ -3,7 +3,7 @@ weights, per-head outputs) and annotations, and never draw, run or train a model
 
 import importlib
 
-from mha_course.analysis import activations, contributions, pruning
+from mha_course.analysis import activations, circuits, contributions, pruning
 from mha_course.analysis.heads import ROLES, best_heads, classify_heads, head_scores
 from mha_course.analysis.real_roles import minilm_layer_profile, minilm_role_scores, with_syntax
 
@@ -22,5 +22,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["ROLES", "best_heads", "classify_heads", "head_scores", "minilm_role_scores",
-           "minilm_layer_profile", "with_syntax", "activations", "contributions",
+           "minilm_layer_profile", "with_syntax", "activations", "circuits", "contributions",
            "probing", "pruning", "redundancy"]
