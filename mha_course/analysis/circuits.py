@@ -66,8 +66,8 @@ def _mean_mass(A: np.ndarray, keys: np.ndarray, what: str) -> np.ndarray:
     query i of sequence b. Returns (n_layers, n_heads); ValueError when no query qualifies."""
     queries = keys.any(axis=-1)  # (batch, n)
     if not queries.any():
-        raise ValueError(f"no query qualifies for the {what} score: {what}; give sequences in "
-                         "which tokens repeat")
+        raise ValueError(f"no query qualifies for the {what}; give sequences in which tokens "
+                         "repeat")
     mass = (A * keys[None, :, None]).sum(axis=-1)  # (n_layers, batch, n_heads, n)
     total = (mass * queries[None, :, None]).sum(axis=(1, 3))  # (n_layers, n_heads)
     return total / queries.sum()
@@ -108,7 +108,7 @@ def prefix_matching_score(attention, tokens) -> np.ndarray:
     targets[:, :, 1:] = same[:, :, :-1]  # (batch, n, n): k = j + 1
     n = T.shape[-1]
     targets &= np.tril(np.ones((n, n), dtype=bool), k=-1)  # k < i
-    return _mean_mass(A, targets, "prefix-matching (no token occurs twice with a gap)")
+    return _mean_mass(A, targets, "prefix-matching score: no token recurs after a gap")
 
 
 def duplicate_token_score(attention, tokens) -> np.ndarray:
@@ -117,7 +117,7 @@ def duplicate_token_score(attention, tokens) -> np.ndarray:
     duplicate-token head. The attention *mass*, on token ids; `heads.duplicate_score` is the
     fraction of top keys, on annotated sentences. ValueError when no token repeats."""
     A, T = _as_batched(attention, tokens)
-    return _mean_mass(A, _same_token(T), "duplicate-token (no token occurs twice)")
+    return _mean_mass(A, _same_token(T), "duplicate-token score: no token occurs twice")
 
 
 def _positions(window, n: int, name: str) -> np.ndarray:
@@ -141,13 +141,13 @@ def in_context_learning_score(losses, early=None, late=None):
     early, late: an int, a slice or a sequence of positions. Olsson et al. (2022) take token 500
     minus token 50 of 512-token contexts (~10% and ~98% of the context). Our contexts are tens of
     tokens, where one position's loss is noisy, so the defaults average over quarters of the
-    context, as far apart as it allows: early = positions 1 .. n//4 - 1 (position 0 has no
-    context at all, so it measures only the unigram guess), late = the last n//4 positions.
+    context, as far apart as it allows: early = positions 1 to n//4 - 1, at least position 1
+    (position 0 has no context: its loss is the unigram guess), late = the last n//4 positions.
     """
     L = np.asarray(losses, dtype=float)
     if L.ndim < 1 or (L.shape[-1] < 4 and (early is None or late is None)):
-        raise ValueError("losses must be (..., n) with n >= 4 positions for the default windows; "
-                         f"got shape {L.shape}")
+        raise ValueError("losses must be (..., n), with n >= 4 positions where a window is left "
+                         f"to its default; got shape {L.shape}")
     n = L.shape[-1]
     quarter = n // 4
     early_at = _positions(slice(1, max(quarter, 2)) if early is None else early, n, "early")
@@ -172,7 +172,7 @@ def _factored(name: str, m) -> FactoredMatrix:
     return m
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FactoredMatrix:
     """The m x k matrix left @ right, kept as its factors left (m, r) and right (r, k).
 
