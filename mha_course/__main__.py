@@ -13,6 +13,7 @@ from mha_course.analysis import heads
 from mha_course.analysis import pruning as analysis_pruning
 from mha_course.experiments import (
     head_counts,
+    induction_training,
     objectives,
     pruning,
     several_heads,
@@ -58,6 +59,10 @@ def _several_heads(args: argparse.Namespace) -> int:
 
 def _sweep_toy(args: argparse.Namespace) -> int:
     return toy_sweep.run_cli(args)
+
+
+def _train_induction(args: argparse.Namespace) -> int:
+    return induction_training.run_cli(args)
 
 
 _NEEDS_JUPYTER = ("needs Jupyter's nbformat and IPython, which come with the course's dev extra "
@@ -162,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "sub-task accuracies) and a table over seeds "
                                 "(docs/design/toy_language.md)")
     toy_sweep.add_arguments(sweep).set_defaults(run=_sweep_toy)
+    inducing = commands.add_parser("train-induction", help="train the causal attention-only "
+                                   "model on repeated random tokens; print its best "
+                                   "previous-token and induction heads and the random-init "
+                                   "control; with --out, write model.safetensors, config.json, "
+                                   "report.json")
+    induction_training.add_arguments(inducing).set_defaults(run=_train_induction)
     prune = commands.add_parser("prune-toy", help="remove the toy model's heads one after another "
                                 "in the order of the gradient score, at random and in reverse; "
                                 "print how many can go (notebook 07)")
