@@ -251,6 +251,22 @@ def test_train_induction_command_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert "n_layers" in capsys.readouterr().err
 
 
+def test_removing_the_previous_token_head_removes_induction():
+    model = induction.load_induction()
+    held_out = induction.held_out_sequences(model.config, seed=77)  # not the report's sequences
+    ablation = induction_training.head_ablation(model, held_out)
+    previous = induction.load_report()["best"]["previous_token"]["head"]
+    prefix = np.array(ablation["prefix_matching"])  # (1 + n_heads, n_heads): intact, then each
+    assert ablation["removed"][1 + previous] == previous
+    assert prefix[0].max() >= ROLE_BOUND and prefix[1 + previous].max() < 0.3
+    others = [1 + h for h in range(model.config.n_heads) if h != previous]
+    assert prefix[others].max(axis=1).min() >= ROLE_BOUND
+    icl = ablation["in_context_learning"]
+    assert icl[1 + previous] > icl[0] + 1  # most of the in-context gain is gone
+    with pytest.raises(ValueError, match="below the last layer"):
+        induction_training.head_ablation(model, held_out, layer=1)
+
+
 @pytest.mark.slow
 def test_short_training_forms_the_pair_and_not_in_one_layer():
     config = InductionConfig()

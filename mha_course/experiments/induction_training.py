@@ -25,7 +25,7 @@ from mha_course.models import induction
 from mha_course.models.induction import AttnOnlyTransformer, InductionConfig
 
 __all__ = ["train", "head_scores", "best_heads", "score_snapshot", "random_init_control",
-           "add_arguments", "run_cli", "PATTERN_SCORES"]
+           "head_ablation", "add_arguments", "run_cli", "PATTERN_SCORES"]
 
 PATTERN_SCORES = ("previous_token", "prefix_matching", "duplicate_token")
 
@@ -85,13 +85,39 @@ def random_init_control(config: InductionConfig, held_out: np.ndarray, seed: int
     return {role: b["score"] for role, b in best.items()}
 
 
+def head_ablation(model: AttnOnlyTransformer, tokens: np.ndarray, layer: int = 0) -> dict:
+    """Remove each head of `layer` in turn (head gate 0) and measure what is left of the last
+    layer's induction: {"removed": [None, 0, 1, ...], "prefix_matching": (1 + n_heads, n_heads)
+    last-layer scores, "in_context_learning": (1 + n_heads,)}; row 0 is the intact model.
+    Removing the previous-token head should destroy both; removing another head should not."""
+    c = model.config
+    if not 0 <= layer < c.n_layers - 1:
+        raise ValueError(f"layer must be below the last layer (0..{c.n_layers - 2}) so that a "
+                         f"later layer can lose something; got {layer} in a {c.n_layers}-layer "
+                         "model")
+    removed, prefix, icl = [None], [], []
+    for head in [None, *range(c.n_heads)]:
+        gates = np.ones((c.n_layers, c.n_heads))
+        if head is not None:
+            gates[layer, head] = 0
+            removed.append(head)
+        attention = model.run(tokens, head_gates=gates).attention
+        prefix.append(circuits.prefix_matching_score(attention, tokens)[-1])  # (n_heads,)
+        losses = induction.next_token_losses(model, tokens, gates).mean(axis=0)  # (n - 1,)
+        icl.append(circuits.in_context_learning_score(losses))
+    return {"layer": layer, "removed": removed,
+            "prefix_matching": np.round(np.array(prefix), 4).tolist(),  # (1 + n_heads, n_heads)
+            "in_context_learning": np.round(icl, 4).tolist()}
+
+
 def train(config: InductionConfig | None = None, seed: int = 0, out_dir=None,
           steps: int | None = None, progress: bool = True,
           log_every: int = 0) -> tuple[AttnOnlyTransformer, dict]:
     """`models.induction.train` with the heads' scores: return the model and its report, with
     "scores" (every head's pattern scores, (n_layers, n_heads) lists), "best" (`best_heads`),
     "in_context_learning" (late minus early held-out loss, `circuits.in_context_learning_score`),
-    "ov_copying" and "k_composition" (`_circuit_scores`), and "control" (`random_init_control`).
+    "ov_copying" and "k_composition" (`_circuit_scores`), "ablation" (`head_ablation` of layer 0,
+    with two layers or more) and "control" (`random_init_control`).
     `log_every` > 0: report["history"] holds the best heads and the in-context-learning score
     every that many steps (the phase change). With `out_dir`, writes the checkpoint there."""
     config = config or InductionConfig()
@@ -104,6 +130,8 @@ def train(config: InductionConfig | None = None, seed: int = 0, out_dir=None,
     report["in_context_learning"] = round(
         circuits.in_context_learning_score(report["position_loss"]), 4)
     report.update(_circuit_scores(model))
+    if model.config.n_layers >= 2:
+        report["ablation"] = head_ablation(model, held_out)
     report["control"] = random_init_control(model.config, held_out, seed)
     if out_dir is not None:
         induction.save(model, report, out_dir)
