@@ -249,6 +249,8 @@ def test_train_induction_command_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert "k_composition" not in report  # one layer: nothing to compose with
     assert main(["train-induction", "--layers", "0", "--quiet"]) == 2
     assert "n_layers" in capsys.readouterr().err
+    assert main(["train-induction", "--threads", "0", "--quiet"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_removing_the_previous_token_head_removes_induction():

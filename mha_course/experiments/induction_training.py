@@ -147,8 +147,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="folder to write the checkpoint to (default: write nothing)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: InductionConfig)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: this model's matrices are too small to "
+                             "gain from more, and on a busy machine two threads wait on each "
+                             "other, docs/design/induction.md)")
     parser.add_argument("--log-every", type=int, default=0,
                         help="score the heads every this many steps (default: only at the end)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,11 +159,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Train, print one JSON line (best heads, control, seconds, ms/step, load average)."""
-    if args.threads is not None:
-        if args.threads < 1:
-            print(f"error: --threads must be at least 1; got {args.threads}", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)  # the float sums, and so the weights, depend on it
+    if args.threads < 1:
+        print(f"error: --threads must be at least 1; got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)  # the float sums, and so the weights, depend on it
     try:
         config = replace(InductionConfig(), n_layers=args.layers)
     except ValueError as error:

@@ -62,8 +62,10 @@ def train(config: InductionConfig | None = None, seed: int = 0, steps: int | Non
     Deterministic for a seed, a step count and a number of torch threads: the weights come from
     torch.manual_seed(seed), the batches from np.random.default_rng(seed). Returns the model (in
     eval mode) and a report: config, seed, steps, seconds, ms_per_step, threads, the training
-    loss every LOSS_EVERY steps (`loss_history`: [step, loss]), and `position_loss`, the mean
-    held-out loss at each position (n_ctx - 1,) on `held_out_sequences(config, seed)`.
+    loss every LOSS_EVERY steps (`loss_history`: [step, loss]), and `position_loss` (n_ctx - 1,),
+    at position i the mean held-out loss of predicting token i + 1, on
+    `held_out_sequences(config, seed)` (positions 0 .. n_ctx // 2 - 1 predict the first half's
+    random tokens, the rest the repeat).
     `log_every` > 0 adds report["history"]: every that many steps (and at the end)
     {"step", "seconds", "position_loss"} plus what `snapshot(model, held_out, step, seconds)`
     returns (a dict), if given; the time spent there is not counted in `seconds`.
