@@ -234,7 +234,7 @@ def test_short_lines_and_shared_words_alone_are_no_leak():
 PACKAGE_MODULES = ("mha_course.np_attention", "mha_course.analysis.heads",
                    "mha_course.analysis.probing", "mha_course.analysis.pruning",
                    "mha_course.analysis.contributions", "mha_course.analysis.alignment",
-                   "mha_course.models.minilm.model")
+                   "mha_course.analysis.circuits", "mha_course.models.minilm.model")
 # exercise functions that the package deliberately does not have, and why
 NOT_IN_PACKAGE = {
     "split_heads": "the package projects every head with one 2-D product and never splits",

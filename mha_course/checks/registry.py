@@ -14,6 +14,7 @@ from mha_course.checks import (
     backward,
     contributions,
     head_metrics,
+    induction,
     positional,
     probing,
     pruning_order,
@@ -33,6 +34,7 @@ TOPICS = {  # topic -> its module, in the order of the exercise notebooks
     "word_pieces": word_pieces,  # ex07
     "pruning_order": pruning_order,  # ex08
     "contributions": contributions,  # ex09
+    "induction": induction,  # ex10
 }
 
 
