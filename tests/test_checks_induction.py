@@ -221,6 +221,22 @@ def test_typical_mistakes_get_specific_feedback(exercise_id, functions, expected
     assert expected in first_problem(exercise_id, functions)
 
 
+CASE_SPECIFIC = ("(all 8)", "(3, 1)", "4 -> [1]", "has shape (4, 1)")
+
+
+@pytest.mark.parametrize("exercise_id, functions, expected",
+                         [m for m in MISTAKES if not any(c in m[2] for c in CASE_SPECIFIC)],
+                         ids=lambda m: m if isinstance(m, str) and len(m) < 25 else None)
+def test_the_grader_names_the_same_mistake_on_hidden_cases(exercise_id, functions, expected):
+    for seed in (1, 2024):
+        assert expected in judge_all(exercise_id, functions, hidden=True, seed=seed)[0]
+
+
+def test_a_layer_by_head_table_read_the_other_way_is_named():
+    message = judge_all("prefix_matching_score", [lambda A, t: prefix_loop(A, t).T])[0]
+    assert "your table is transposed" in message
+
+
 def test_a_value_error_on_a_defined_score_names_the_queries():
     def wrong(A, t):
         raise ValueError("operands could not be broadcast")

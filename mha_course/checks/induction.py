@@ -143,8 +143,8 @@ def _prefix_cases(rng, hidden):
             _prefix_case(rng, [5, 1, 2, 7, 3], "tokens [5 1 2 7 3]: no token repeats", 1, 2),
         ]
     return [
-        _prefix_case(rng, _doubled(rng, 32, 64), "hidden: BOS, 15 distinct tokens, the same 15 "
-                     "again (n=32), 2 layers x 2 heads", 2, 2),
+        _prefix_case(rng, _doubled(rng, 32, 64), "hidden: BOS, 16 distinct tokens, then the first "
+                     "15 of them again (n=32), 2 layers x 2 heads", 2, 2),
         _prefix_case(rng, rng.integers(0, 3, size=16), "hidden: 16 tokens from a vocabulary of "
                      "3, 1 layer x 4 heads", 1, 4),
         _prefix_case(rng, [4, 1, 1, 3, 0, 2, 0, 5, 6, 1], "hidden: a repeat right after itself "
@@ -216,6 +216,8 @@ def _prefix_diagnose(case, got, expected):
         "you read the attention transposed: rows are queries, columns keys (A[..., i, k] is "
         "query i's weight on key k)":
             lambda: _pattern_score(np.swapaxes(A, -1, -2), targets_table(tokens)),
+        "your table is transposed: one row per layer, one column per head, (n_layers, n_heads)":
+            lambda: expected.T,
     })
     if found:
         return found
@@ -276,10 +278,10 @@ def _ov_cases(rng, hidden):
         ]
     turned = _rotation(10) * 2.0
     turned[2:, 2:] = 0.5 * _copier(rng, 8, 5, 2)
-    return [
+    return [  # the random head first: most mistakes give distinct values on it
+        _ov_case(_circuit(rng, 50, 32, 8), "hidden: a random head (vocab 50, d_head 8)"),
         _ov_case(_circuit(rng, 64, 64, 16, copy=2.0, tied=True), "hidden: a copying head of "
                  "the induction model's shape (vocab 64, d_model 64, d_head 16)"),
-        _ov_case(_circuit(rng, 50, 32, 8), "hidden: a random head (vocab 50, d_head 8)"),
         _ov_case(_circuit(rng, 20, 12, 5, copy=-1.0, tied=True), "hidden: a mostly anti-copying "
                  "head, W_U = W_E^T (vocab 20, d_head 5)"),
         _ov_case(turned, "hidden: a rotation of tokens 0 and 1 beside a copier of the others"),
