@@ -23,6 +23,7 @@ import torch.nn.functional  # noqa: E402,F401 (after matplotlib.use; loaded, not
 import mha_course.analysis.heads  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 import mha_course.checks  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 import mha_course.examples  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
+import mha_course.models.induction  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 import mha_course.models.toy_language  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 import mha_course.models.toy_model  # noqa: E402,F401 (after matplotlib.use; loaded, not used)
 import mha_course.np_attention  # noqa: E402,F401 (after matplotlib.use; loaded, not used)

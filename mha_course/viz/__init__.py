@@ -8,6 +8,8 @@
 - `training`: role scores as static figures (their growth during training, trained vs untrained);
 - `sweep`: a seed sweep's role scores and where each role's best head sits, over seeds, with
   their table (notebook 04), imported from the module like `training`;
+- `circuits`: a causal model's circuits (the phase change, a previous-token / induction pair,
+  ablation bars, QK and OV circuits, `circuit_explorer`), notebook 09, imported as a module;
 - `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
   heads, labelled scatters of heads, pruning curves), used as a module:
   `tables.layer_head_table(...)`;
