@@ -284,6 +284,41 @@ def test_hidden_is_forwards_final_stream():
     inputs, _, _, lengths = (torch.from_numpy(a) for a in
                              lang.corrupt_batch(sentences, np.random.default_rng(1)))
     torch.testing.assert_close(model.hidden(inputs, lengths), model(inputs, lengths).final)
+    gates = torch.tensor([[1.0, 0.0], [0.5, 2.0]])  # (n_layers, n_heads): one head off
+    torch.testing.assert_close(model.hidden(inputs, lengths, head_gates=gates),
+                               model(inputs, lengths, head_gates=gates).final)
+
+
+def test_head_dropout_gates_heads_in_training_only():
+    """DropHead: in training mode each packed row loses each head with probability
+    head_dropout (the others scaled by 1 / (1 - p)), reproducibly for a torch seed; in eval mode
+    the loss is the one without it."""
+    config = replace(TINY, head_dropout=0.5)
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(config)
+    sentences = lang.generate(6, seed=3)
+    arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
+    tensors = [torch.from_numpy(a) for a in arrays]
+    heads = toy_train.governor_positions(sentences, arrays[0].shape[1])
+
+    def loss(dropout, training, seed=1):
+        model.config = replace(config, head_dropout=dropout)
+        model.train(training)
+        torch.manual_seed(seed)
+        return toy_train._loss(model, *tensors, governors=heads)
+
+    torch.testing.assert_close(loss(0.5, False), loss(0.0, False))
+    torch.testing.assert_close(loss(0.5, True), loss(0.5, True))
+    assert not torch.isclose(loss(0.5, True), loss(0.0, True))
+    torch.manual_seed(0)
+    gates = toy_train._dropped_heads(replace(TINY, head_dropout=0.25), rows=4000)
+    assert gates.shape == (2, 4000, 2)
+    assert gates.unique().tolist() == [0.0, pytest.approx(1 / 0.75)]
+    assert abs(float((gates == 0).float().mean()) - 0.25) < 0.02  # 16 000 draws: 6 sigma
+    assert toy_train._dropped_heads(TINY, rows=3) is None
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="head_dropout must be in"):
+            toy_train._dropped_heads(replace(TINY, head_dropout=bad), rows=3)
 
 
 def test_pack_keeps_every_sentence_whole_and_to_itself():

@@ -59,5 +59,7 @@ class ToyConfig:
     closer_loss: float = 1.0  # weight of "also name your sentence's closing delimiter" (0: off)
     world_loss: float = 0.25  # weight of "also name your sentence's world" (0: off)
     subject_loss: float = 0.25  # weight of "a verb also names its subject's lemma" (0: off)
+    head_dropout: float = 0.0  # each step, each head of each packed row is off with this
+    # probability and the others scaled by 1 / (1 - p) (DropHead): a role must not rest on a pair
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step
     n_eval_sentences: int = 400

@@ -130,14 +130,16 @@ class ToyTransformer(nn.Module):
 
     def hidden(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
                positions: torch.Tensor | None = None,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+               mask: torch.Tensor | None = None, head_gates=None) -> torch.Tensor:
         """The final stream LN(x) only, (batch, n, d_model): what training reads out. The same
-        numbers as `forward(ids, lengths).final`, without the logits and per-layer arrays.
+        numbers as `forward(ids, lengths, head_gates=...).final`, without the logits and
+        per-layer arrays.
 
         Training packs several sentences into one row (`training.pack`): then `positions`
         (batch, n) restarts at 0 for each sentence and `mask` (batch, n, n), True = may attend,
-        keeps each sentence to itself; `lengths` must then be None."""
-        _, residual = self._blocks(ids, lengths, None, positions, mask)
+        keeps each sentence to itself; `lengths` must then be None. `head_gates` as `forward`
+        (training drops heads through it, `ToyConfig.head_dropout`)."""
+        _, residual = self._blocks(ids, lengths, head_gates, positions, mask)
         return self.ln_out(residual[-1])  # (batch, n, d_model)
 
     def _blocks(self, ids, lengths, head_gates, positions=None,

@@ -100,7 +100,9 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
         raise ValueError("subject_loss > 0 needs governors: (batch, n) positions of each "
                          "token's subject (Sentence.head), -1 where none")
     p = pack(inputs, targets, loss_mask, lengths, config.max_len, governors)
-    final = model.hidden(p.ids, positions=p.positions, mask=p.mask)  # (rows, capacity, d_model)
+    gates = _dropped_heads(config, len(p.ids)) if model.training else None
+    final = model.hidden(p.ids, positions=p.positions, mask=p.mask,
+                         head_gates=gates)  # (rows, capacity, d_model)
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
                            p.targets[p.loss_mask])
@@ -132,6 +134,18 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
         # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def _dropped_heads(config: ToyConfig, rows: int) -> torch.Tensor | None:
+    """DropHead: (n_layers, rows, n_heads) gates, 0 with probability `head_dropout` and
+    1 / (1 - head_dropout) otherwise, drawn from torch's generator; None when it is 0."""
+    p = config.head_dropout
+    if p == 0:
+        return None
+    if not 0 < p < 1:
+        raise ValueError(f"head_dropout must be in [0, 1); got {p}")
+    keep = torch.rand(config.n_layers, rows, config.n_heads) >= p  # (n_layers, rows, n_heads)
+    return keep.float() / (1 - p)
 
 
 def governor_positions(sentences, n: int) -> np.ndarray:
