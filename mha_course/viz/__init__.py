@@ -13,6 +13,8 @@
 - `tables`: per-head numbers (layer x head tables, probe panels, similarity matrices, a map of
   heads, labelled scatters of heads, pruning curves), used as a module:
   `tables.layer_head_table(...)`;
+- `export`: `save(fig, path)` writes a view as PNG, SVG or PDF, `save_attention` one head's
+  weights with their tokens as CSV or NPZ (`load_attention` reads them back);
 - `palette`: the course's colour-blind-safe colours and colour maps (every view takes its
   colours from there); `labels`: point labels placed without overlaps.
 """
