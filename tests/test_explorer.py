@@ -8,10 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
+from panel_checks import check_saved, check_text_view, find, keyboard_problems, printed
 
 from mha_course.viz.explorer import VIEWS, explore
+from mha_course.viz.export import load_attention
 
 SENTENCES = ["[CLS] the fox sees the dog . [SEP]", "[CLS] dogs run . [SEP]"]
 
@@ -126,6 +129,52 @@ def test_bad_arguments_and_a_bad_model_output():
         explore(fake_attend, SENTENCES, view="table")
     with pytest.raises(ValueError, match=r"\(n_layers, n_heads, n, n\).*3 tokens.*\(3, 3\)"):
         explore(lambda text: (["a", "b", "c"], np.ones((3, 3)) / 3), SENTENCES)
+
+
+# ---------------------------------------------------------------------------- Save, text, keys
+@pytest.mark.parametrize("view", VIEWS)
+def test_save_writes_the_view_shown_and_its_weights(view, tmp_path):
+    import matplotlib.pyplot as plt
+
+    panel = explore(fake_attend, SENTENCES, view=view, export_dir=tmp_path)
+    panel.sentence.value = SENTENCES[1]
+    panel.layer.value, panel.head.value = 1, 2
+    before = digest(panel)
+    plt.close("all")
+    find(panel.widget, widgets.Button, "Save").click()
+    paths = check_saved(printed(panel.save.output).split()[1:], tmp_path)
+    tokens, A = fake_attend(SENTENCES[1])  # the oracle: what the model gives for this sentence
+    if view == "grid":  # every head shown: all of them, in one NPZ
+        assert sorted(paths) == [".npz", ".png", ".svg"]
+        weights, queries, keys = load_attention(paths[".npz"])
+        np.testing.assert_array_equal(weights, A)
+    else:
+        assert sorted(paths) == [".csv", ".png", ".svg"]
+        weights, queries, keys = load_attention(paths[".csv"])
+        np.testing.assert_array_equal(weights, A[1, 2])
+    assert queries == keys == tokens
+    assert paths[".png"].stem == f"L1H2_{view.replace(' ', '-')}_cls-dogs-run-sep"
+    assert plt.get_fignums() == []  # nothing left open for the inline backend to show again
+    panel.head.value = 0
+    assert digest(panel) != before  # the panel still redraws after a save
+
+
+def test_text_view_lists_the_selected_heads_top_keys_and_follows_every_control():
+    panel = explore(fake_attend, SENTENCES)
+    find(panel.widget, widgets.Checkbox, "Text view").value = True
+    for move in ("head", 2), ("layer", 1), ("view", "grid"), ("sentence", SENTENCES[1]):
+        setattr(getattr(panel, move[0]), "value", move[1])
+        tokens, A = fake_attend(panel.sentence.value)
+        html = panel.text_view.html.value
+        check_text_view(html, A[panel.layer.value, panel.head.value], tokens)
+        assert f"L{panel.layer.value}H{panel.head.value}" in html, move
+
+
+def test_every_control_is_keyboard_operable_and_described():
+    panel = explore(fake_attend, SENTENCES)
+    assert keyboard_problems(panel.widget) == []
+    assert find(panel.widget, widgets.Button, "Save").tooltip
+    assert find(panel.widget, widgets.Checkbox, "Text view").tooltip
 
 
 # ---------------------------------------------------------------------------- in the notebook

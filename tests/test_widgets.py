@@ -24,10 +24,18 @@ import numpy as np  # noqa: E402 (after matplotlib.use)
 import pytest  # noqa: E402 (after matplotlib.use)
 from nbclient import NotebookClient  # noqa: E402 (after matplotlib.use)
 from notebook_kernel import notebook_kernel  # noqa: E402 (after matplotlib.use)
+from panel_checks import (  # noqa: E402 (after matplotlib.use)
+    check_saved,
+    check_text_view,
+    find,
+    keyboard_problems,
+    printed,
+)
 
 from mha_course.examples import running_example  # noqa: E402 (after matplotlib.use)
 from mha_course.np_attention import init_params, multi_head_attention, softmax  # noqa: E402 (after matplotlib.use)
 from mha_course.viz import widgets as w  # noqa: E402 (after matplotlib.use)
+from mha_course.viz.export import load_attention  # noqa: E402 (after matplotlib.use)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -133,6 +141,67 @@ def test_pruning_explorer_redraws_on_every_move_and_is_reproducible():
     assert panel.image.value == first  # back to the start: the same picture
     with pytest.raises(ValueError, match="measured steps"):
         w.pruning_explorer(curves, table, n_removed=3)
+
+
+# ---------------------------------------------------------------------------- Save, text, keys
+def test_scaling_panel_saves_the_figure_and_the_softmax_rows_it_shows(tmp_path):
+    panel = w.scaling_explorer(export_dir=tmp_path, seed=2)
+    panel.d_k.value, panel.temperature.value = 256, 0.5
+    panel.save.button.click()
+    paths = check_saved(printed(panel.save.output).split()[1:], tmp_path)
+    assert sorted(paths) == [".csv", ".png", ".svg"]
+    assert paths[".png"].stem == "scaling_dk256_T0.50"
+    A, queries, keys = load_attention(paths[".csv"])
+    _, row = w._random_scores(256, 4000, 10, 2)  # (n_keys,) raw q . k
+    np.testing.assert_array_equal(A, [softmax(row / 0.5), softmax(row / (16 * 0.5))])
+    assert queries == ["unscaled", "scaled"] and keys == [f"key{j}" for j in range(10)]
+
+
+def test_head_panel_saves_the_head_shown_and_its_text_view_follows_the_slider(tmp_path):
+    ex = running_example()
+    params = init_params(d_model=16, n_heads=4, seed=0)
+    A = multi_head_attention(ex.X, ex.X, params).weights  # (n_heads, n, n), the oracle
+    panel = w.head_explorer(ex, params, export_dir=tmp_path / "exports")
+    panel.head.value = 2
+    panel.save.button.click()
+    paths = check_saved(printed(panel.save.output).split()[1:], tmp_path / "exports")
+    assert paths[".csv"].name.startswith("head2_") and paths[".png"].stem == paths[".csv"].stem
+    weights, queries, keys = load_attention(paths[".csv"])
+    np.testing.assert_array_equal(weights, A[2])
+    assert queries == keys == list(ex.tokens)
+
+    toggle = find(panel.widget, w.widgets.Checkbox, "Text view")
+    assert panel.text_view.html.value == ""  # off until asked for
+    toggle.value = True
+    check_text_view(panel.text_view.html.value, A[2], ex.tokens)
+    panel.head.value = 3
+    check_text_view(panel.text_view.html.value, A[3], ex.tokens)
+    toggle.value = False
+    assert panel.text_view.html.value == ""
+
+
+def test_pruning_panel_saves_the_figure_and_the_table_it_shows(tmp_path):
+    curves, table = fake_curves(), np.array([[0.1, 0.4], [0.3, 0.2]])
+    panel = w.pruning_explorer(curves, table, export_dir=tmp_path)
+    panel.order.value, panel.n_removed.value = "reverse", 2
+    find(panel.widget, w.widgets.Button, "Save").click()
+    paths = check_saved(printed(panel.save.output).split()[1:], tmp_path)
+    assert paths[".npz"].stem == "pruning_reverse_2-removed"
+    with np.load(paths[".npz"]) as data:
+        np.testing.assert_array_equal(data["table"], table)
+        np.testing.assert_array_equal(data["removed"], [[False, True], [True, False]])
+        assert (int(data["n_removed"]), str(data["order"]), float(data["value"])) == \
+            (2, "reverse", 0.3)
+
+
+def test_every_panel_is_keyboard_operable_with_a_save_button():
+    ex = running_example()
+    panels = {"scaling": w.scaling_explorer(),
+              "head": w.head_explorer(ex, init_params(d_model=16, n_heads=4, seed=0)),
+              "pruning": w.pruning_explorer(fake_curves(), np.ones((2, 2)))}
+    for name, panel in panels.items():
+        assert keyboard_problems(panel.widget) == [], name
+        assert find(panel.widget, w.widgets.Button, "Save").tooltip, name
 
 
 # ---------------------------------------------------------------------------- kernel level

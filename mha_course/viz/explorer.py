@@ -9,12 +9,17 @@ plug into the same panel. Attention runs once per sentence (cached); moving a sl
 Speed is part of the lesson (a slider that lags is a slider nobody moves): the figure is rendered
 once to a PNG at screen resolution and sent as an Image widget, and the grid is the single-image
 `head_mosaic` rather than one Axes per head. `bench/explorer.py` measures the redraw time.
+
+Under the figure, a "Save" button writes the view shown (PNG, SVG) and its weights (the selected
+head's as CSV; in the grid, every head's as NPZ) into `exports/`, and a "Text view" checkbox
+lists each query's three strongest keys of the selected head (`viz.panel_tools`).
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
@@ -26,6 +31,16 @@ from matplotlib.figure import Figure
 from mha_course.viz.head_view import head_view
 from mha_course.viz.heatmap import attention_heatmap, head_mosaic, head_mosaic_cells
 from mha_course.viz.palette import HIGHLIGHT, VERMILION
+from mha_course.viz.panel_tools import (
+    SaveButton,
+    TextView,
+    controls,
+    save_button,
+    slug,
+    text_view,
+    write_attention,
+    write_figure,
+)
 from mha_course.viz.render import SCREEN_DPI, figure_png, pixels_png
 from mha_course.viz.widgets import _Panel
 
@@ -51,6 +66,8 @@ class Explorer(_Panel):
     head_labels: np.ndarray | None = None  # (n_layers, n_heads) strings, e.g. "syntactic 0.97"
     tokens: list[str] = field(default_factory=list)
     weights: np.ndarray | None = None  # (n_layers, n_heads, n, n) of the sentence shown
+    save: SaveButton | None = None
+    text_view: TextView | None = None
     _cache: dict = field(default_factory=dict)
     _quiet: bool = False
     _heatmap: tuple | None = None  # (tokens, figure) kept between redraws: only its image changes
@@ -109,6 +126,23 @@ class Explorer(_Panel):
                              threshold=self.threshold.value)
         return head_mosaic(A, tokens=self.tokens, titles=self._titles(), selected=(layer, head))
 
+    def shown(self) -> tuple[np.ndarray, list[str], str]:
+        """The selected head's weights (n, n), the tokens and a caption: the text view's input."""
+        layer, head = self.layer.value, self.head.value
+        return (self.weights[layer, head], self.tokens,
+                f"{self.title(layer, head)} on '{' '.join(self.tokens)}'")
+
+    def write(self, folder) -> list[Path]:
+        """The figure shown now (PNG, SVG) and its weights: the selected head's (n, n) as CSV,
+        or in the grid every head's (n_layers, n_heads, n, n) as NPZ. Returns the paths."""
+        layer, head, view = self.layer.value, self.head.value, self.view.value
+        stem = f"L{layer}H{head}_{slug(view)}_{slug(' '.join(self.tokens))}"
+        fig = self.figure()
+        kept = self._heatmap is not None and fig is self._heatmap[1]  # redrawn in place later
+        A = self.weights if view == "grid" else self.weights[layer, head]
+        return [*write_figure(fig, folder, stem, close=not kept),
+                write_attention(A, self.tokens, folder, stem)]
+
     def _titles(self) -> list[str]:
         n_layers, n_heads = self.weights.shape[:2]
         return [self.title(layer, h) for layer in range(n_layers) for h in range(n_heads)]
@@ -148,6 +182,8 @@ class Explorer(_Panel):
         if self.weights is None or self._quiet:
             return
         self.threshold.disabled = self.view.value != "head view"
+        if self.text_view is not None:
+            self.text_view.refresh()
         if self.view.value == "grid":
             self.image.value = self._grid_png()
             return
@@ -157,13 +193,15 @@ class Explorer(_Panel):
 
 
 def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, layer: int = 0,
-            head: int = 0, threshold: float = 0.1, view: str = "heatmap") -> Explorer:
+            head: int = 0, threshold: float = 0.1, view: str = "heatmap",
+            export_dir=None) -> Explorer:
     """Build the explorer panel; display it (last line of a cell) to show it.
 
     attend: text -> (tokens, weights (n_layers, n_heads, n, n)); it raises ValueError with a
     message for the reader when it cannot handle a text (the panel shows the message).
     sentences: the drop-down's choices (the first is shown first).
     head_labels: optional (n_layers, n_heads) strings added to each head's title, e.g. its role.
+    export_dir: where Save writes (default: exports/ under the working directory at the click).
     """
     if not sentences:
         raise ValueError("explore needs at least one sentence for the drop-down")
@@ -185,16 +223,23 @@ def explore(attend: AttendFn, sentences: Sequence[str], *, head_labels=None, lay
         head=widgets.IntSlider(value=head, min=0, max=max(head, 1), description="head", **slider),
         threshold=widgets.FloatSlider(value=threshold, min=0.0, max=0.9, step=0.05,
                                       description="threshold", **slider),
-        view=widgets.ToggleButtons(options=VIEWS, value=view),
+        view=widgets.ToggleButtons(options=VIEWS, value=view, description="view",
+                                   tooltips=["one head's weights as a heatmap",
+                                             "one head's weights as lines between the words",
+                                             "every head of every layer, the selected one "
+                                             "framed"]),
         message=widgets.HTML(),
         image=widgets.Image(format="png",  # at its natural size
                             layout=widgets.Layout(align_self="flex-start")),
         attend=attend,
         head_labels=None if head_labels is None else np.asarray(head_labels, dtype=object),
     )
+    panel.save = save_button(panel.write, export_dir)
+    panel.text_view = text_view(panel.shown)
     panel.widget = widgets.VBox([
         panel.sentence, panel.text, widgets.HBox([panel.layer, panel.head]),
         widgets.HBox([panel.threshold, panel.view]), panel.message, panel.image,
+        controls(panel.save, panel.text_view),
     ])
     panel.sentence.observe(lambda change: panel.show(change["new"]), names="value")
     panel.text.observe(lambda change: change["new"].strip() and panel.show(change["new"]),

@@ -7,6 +7,10 @@ it inside the Output (`interactive_output` clears it first), so the panel works 
 `%matplotlib inline` and nothing else. The numbers come from `mha_course.np_attention`; the panels
 only sample inputs, call the core and draw.
 
+Every panel has a "Save" button (`viz.panel_tools`) that writes its figure (PNG, SVG) and the
+numbers behind it into `exports/` (or the panel's `export_dir`); the head panel also has a
+"Text view" that lists each query's strongest keys for screen readers.
+
 The pruning panel of notebook 07 (`pruning_explorer`) draws into an Image widget instead (as the
 head explorer does): its curves are measured once, before the panel is built, and a slider move
 only renders one figure to PNG.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -24,13 +29,18 @@ from matplotlib.figure import Figure
 
 from mha_course.analysis.heads import row_entropy
 from mha_course.np_attention import MHAParams, multi_head_attention, project, softmax
+from mha_course.viz.export import save_attention
 from mha_course.viz.heatmap import attention_heatmap
-from mha_course.viz.palette import (
-    BLACK,
-    BLUE,
-    GREY,
-    MID_GREY,
-    VERMILION,
+from mha_course.viz.palette import BLACK, BLUE, GREY, MID_GREY, VERMILION
+from mha_course.viz.panel_tools import (
+    SaveButton,
+    TextView,
+    controls,
+    save_button,
+    slug,
+    text_view,
+    write_attention,
+    write_figure,
 )
 from mha_course.viz.projection import projected_tokens
 from mha_course.viz.render import figure_png, show_png
@@ -41,6 +51,7 @@ __all__ = [
     "ScalingExplorer",
     "scaling_explorer",
     "plot_scaling",
+    "scaling_rows",
     "HeadExplorer",
     "head_explorer",
     "head_projections",
@@ -81,15 +92,24 @@ def _random_scores(d_k: int, n_pairs: int, n_keys: int, seed: int):
     return pairs, row
 
 
+def scaling_rows(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_keys: int = 10,
+                 seed: int = 0) -> np.ndarray:
+    """The two softmax rows `plot_scaling` draws, (2, n_keys): softmax(q . k / T) (unscaled)
+    and softmax(q . k / (sqrt(d_k) T)) (scaled)."""
+    _, row = _random_scores(int(d_k), n_pairs, n_keys, seed)  # (n_keys,)
+    return np.stack([softmax(row / temperature),
+                     softmax(row / (np.sqrt(d_k) * temperature))])  # (2, n_keys)
+
+
 def plot_scaling(d_k: int, temperature: float = 1.0, *, n_pairs: int = 4000, n_keys: int = 10,
                  seed: int = 0) -> Figure:
     """Left: histogram of q . k and q . k / sqrt(d_k) for random q, k at this d_k. Right: the
     softmax weights of one query over n_keys keys, softmax(q . k / (sqrt(d_k) T)) next to
     softmax(q . k / T), so the unscaled row can be seen to saturate as d_k grows."""
-    pairs, row = _random_scores(int(d_k), n_pairs, n_keys, seed)  # (n_pairs,), (n_keys,)
+    pairs, _ = _random_scores(int(d_k), n_pairs, n_keys, seed)  # (n_pairs,)
     scale = np.sqrt(d_k)
-    scaled = softmax(row / (scale * temperature))  # (n_keys,)
-    unscaled = softmax(row / temperature)  # (n_keys,)
+    unscaled, scaled = scaling_rows(d_k, temperature, n_pairs=n_pairs, n_keys=n_keys,
+                                    seed=seed)  # (n_keys,) each
 
     fig, (ax_hist, ax_row) = plt.subplots(1, 2, figsize=(10, 3.6))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)  # fixed
@@ -132,11 +152,15 @@ class ScalingExplorer(_Panel):
     d_k: widgets.SelectionSlider
     temperature: widgets.FloatLogSlider
     output: widgets.Output
+    save: SaveButton
 
 
-def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0) -> ScalingExplorer:
+def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0,
+                     export_dir=None) -> ScalingExplorer:
     """A d_k slider (2 to 512, powers of two) and a temperature slider (0.1 to 10) driving
-    `plot_scaling`. Returns the panel; display it (last line of a cell) to show it."""
+    `plot_scaling`, and a Save button: the figure, and its two softmax rows as CSV (queries
+    "unscaled" and "scaled", keys key0 ...), into `export_dir` (default exports/). Returns the
+    panel; display it (last line of a cell) to show it."""
     if d_k not in D_K_CHOICES:
         raise ValueError(f"d_k must be one of {D_K_CHOICES}; got {d_k!r}")
     style = {"description_width": "90px"}
@@ -153,9 +177,19 @@ def scaling_explorer(d_k: int = 64, temperature: float = 1.0, *, seed: int = 0) 
     def draw(d_k, temperature):
         show_png(png(d_k, temperature))
 
+    def write(folder):
+        d_k, temperature = d_k_slider.value, temp_slider.value
+        stem = f"scaling_dk{d_k}_T{temperature:.2f}"
+        rows = scaling_rows(d_k, temperature, seed=seed)  # (2, n_keys)
+        keys = [f"key{j}" for j in range(rows.shape[1])]
+        return [*write_figure(plot_scaling(d_k, temperature, seed=seed), folder, stem),
+                save_attention(rows, ["unscaled", "scaled"], folder / f"{stem}.csv",
+                               key_tokens=keys)]
+
     output = widgets.interactive_output(draw, {"d_k": d_k_slider, "temperature": temp_slider})
-    box = widgets.VBox([widgets.HBox([d_k_slider, temp_slider]), output])
-    return ScalingExplorer(box, d_k_slider, temp_slider, output)
+    save = save_button(write, export_dir)
+    box = widgets.VBox([widgets.HBox([d_k_slider, temp_slider]), output, controls(save)])
+    return ScalingExplorer(box, d_k_slider, temp_slider, output, save)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,10 +223,15 @@ class HeadExplorer(_Panel):
     head: widgets.IntSlider
     output: widgets.Output
     weights: np.ndarray  # (n_heads, n, n), what the panel shows
+    save: SaveButton
+    text_view: TextView
 
 
-def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> HeadExplorer:
-    """A head slider showing head i's queries and keys in 2-D next to its own heatmap.
+def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0,
+                  export_dir=None) -> HeadExplorer:
+    """A head slider showing head i's queries and keys in 2-D next to its own heatmap, a Save
+    button (the figure, and head i's weights as CSV, into `export_dir`, default exports/) and a
+    Text view of head i's strongest keys.
 
     `example` needs `.X` (n, d_model) and `.tokens` (n), as `running_example()` gives. Attention
     runs once here (self-attention, `multi_head_attention`); moving the slider only redraws.
@@ -214,8 +253,19 @@ def head_explorer(example, params: MHAParams, *, mask=None, head: int = 0) -> He
     def draw(head):
         show_png(png(head))
 
+    def write(folder):
+        head = slider.value
+        stem = f"head{head}_{slug(' '.join(tokens))}"
+        return [*write_figure(plot_head(Q[head], K[head], weights[head], tokens, head), folder,
+                              stem),
+                write_attention(weights[head], tokens, folder, stem)]
+
     output = widgets.interactive_output(draw, {"head": slider})
-    return HeadExplorer(widgets.VBox([slider, output]), slider, output, weights)
+    save = save_button(write, export_dir)
+    text = text_view(lambda: (weights[slider.value], tokens, f"head {slider.value}"))
+    slider.observe(lambda change: text.refresh(), names="value")
+    return HeadExplorer(widgets.VBox([slider, output, controls(save, text)]), slider, output,
+                        weights, save, text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,6 +333,7 @@ class PruningExplorer(_Panel):
     curves: object  # pruning.PruningCurves, measured before the panel was built
     table: np.ndarray  # (n_layers, n_heads), the score drawn in each head's cell
     label: str = "importance"
+    save: SaveButton | None = None
     _cache: dict = field(default_factory=dict)  # (order, n_removed) -> PNG bytes
 
     def figure(self) -> Figure:
@@ -296,14 +347,27 @@ class PruningExplorer(_Panel):
             self._cache[key] = figure_png(self.figure())
         self.image.value = self._cache[key]
 
+    def write(self, folder) -> list[Path]:
+        """The figure (PNG, SVG) and an NPZ of what it shows: `table` (n_layers, n_heads),
+        `removed` (same shape, bool), `n_removed`, `order` and the metric `value` there."""
+        order, n_removed = self.order.value, self.n_removed.value
+        stem = f"pruning_{order}_{n_removed}-removed"
+        path = Path(folder) / f"{stem}.npz"
+        figures = write_figure(self.figure(), folder, stem)  # creates the folder
+        value = self.curves.curves[order][0, _step_index(self.curves, n_removed)]
+        np.savez(path, table=self.table, order=order, n_removed=n_removed, value=value,
+                 removed=pruned_heads(self.curves, n_removed, self.table.shape, order))
+        return [*figures, path]
+
 
 def pruning_explorer(curves, table, *, n_removed: int = 0, order: str = "importance",
-                     label: str = "importance") -> PruningExplorer:
+                     label: str = "importance", export_dir=None) -> PruningExplorer:
     """A slider over the number of removed heads (the steps at which `curves`, a
     `pruning.PruningCurves`, was measured) and a choice of removal order. Each move redraws
     `plot_pruned_heads`: the heads removed so far greyed out in the layer x head `table`, and
     the metric at that point on the curves. Nothing is measured here; display the panel (last
-    line of a cell) to show it."""
+    line of a cell) to show it. Its Save button writes `PruningExplorer.write` into `export_dir`
+    (default exports/)."""
     if order not in PRUNING_ORDERS or len(curves.curves.get(order, [])) == 0:
         raise ValueError(f"order must be one of {list(PRUNING_ORDERS)} with a measured curve; "
                          f"got {order!r}")
@@ -318,10 +382,13 @@ def pruning_explorer(curves, table, *, n_removed: int = 0, order: str = "importa
                                           continuous_update=False,
                                           style={"description_width": "100px"},
                                           layout=widgets.Layout(width="460px")),
-        order=widgets.ToggleButtons(options=options, value=order),
+        order=widgets.ToggleButtons(options=options, value=order, description="order",
+                                    tooltips=[f"remove the {text}" for text, _ in options]),
         image=widgets.Image(format="png"),
         curves=curves, table=table, label=label)
-    panel.widget = widgets.VBox([widgets.HBox([panel.n_removed, panel.order]), panel.image])
+    panel.save = save_button(panel.write, export_dir)
+    panel.widget = widgets.VBox([widgets.HBox([panel.n_removed, panel.order]), panel.image,
+                                 controls(panel.save)])
     for control in (panel.n_removed, panel.order):
         control.observe(lambda change: panel.redraw(), names="value")
     panel.redraw()
