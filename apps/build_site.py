@@ -10,6 +10,23 @@ state) and a line saying how to get the live panel. Links between notebooks (`NN
 are pointed at their pages; so are the links to the exercises (one page each, the generated
 exercise notebook as handed out, with a note on how to work it) and to the glossary
 (docs/GLOSSARY.md). The result needs no server: open `site/index.html`.
+
+It also needs no network: every script a page loads comes from `site/` itself (a test checks that
+no page names an http(s) script or stylesheet). nbconvert's lab template would load three things
+from CDNs; here, through nbconvert's own options and a template that extends the lab one:
+- MathJax (the maths in the prose): MathJax 2.7 as the `jupyter-server-mathjax` package ships it
+  (the copy Jupyter Notebook served), copied to `site/mathjax/` and named by `mathjax_url`, with the
+  STIX-Web fonts that copy carries.
+- require.js and the widget manager (@jupyter-widgets/html-manager): not loaded. They serve
+  JavaScript outputs and embedded widget state, and a page has neither: a panel's sliders cannot
+  run its Python callbacks without a kernel, so a reader who met live-looking but frozen sliders
+  would think the page broken. Each panel shows the figures it had when saved, and says so. The
+  build fails, naming the cell, if a notebook ever carries a JavaScript output.
+- mermaid (diagrams in markdown): not loaded, and the build fails if a notebook has a diagram.
+
+Every figure gets alt text, built from the cell that drew it (`apps/figure_alt.py`: the view's
+name, the titles and axis labels written in the cell, a panel's settings). The page template and
+the MathJax copy are in `apps/site_offline.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbconvert import HTMLExporter
+import site_offline as offline
+from figure_alt import alt_text, describe, panel_settings, view_names
 from nbconvert.filters.markdown import markdown2html
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,13 +152,22 @@ def _model_images(state: dict, model_id: str, seen: set) -> list[dict]:
 
 
 def static_snapshots(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of `nb` whose widget views are replaced by their stored figures and a note, and
-    whose widget state is dropped (a page cannot run the panels' callbacks)."""
+    """A copy of `nb` whose widget views are replaced by their stored figures and a note, whose
+    widget state is dropped (a page cannot run the panels' callbacks), and whose figures carry
+    their alt text (output metadata "image/png" -> "alt", which the page template writes)."""
     nb = copy.deepcopy(nb)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    views = view_names([c.source for c in nb.cells if c.cell_type == "code"])
+    heading = nb.metadata.get("title", "")
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading = next(iter(re.findall(r"^#+\s+(.+)$", cell.source, re.M)[-1:]), heading)
         if cell.cell_type != "code":
             continue
+        description = describe(cell.source, views, heading)
+        figures = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        for k, out in enumerate(figures):
+            _set_alt(out, alt_text(description, index=k, count=len(figures)))
         outputs = []
         for out in cell.get("outputs", []):
             view = out.get("data", {}).get(WIDGET_VIEW)
@@ -148,11 +175,19 @@ def static_snapshots(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 outputs.append(out)
                 continue
             images = _model_images(state, view.get("model_id", ""), set())
+            settings = panel_settings(state, view.get("model_id", ""))
+            for k, image in enumerate(images):
+                _set_alt(image, alt_text(description, index=k, count=len(images),
+                                         panel=settings))
             if images:  # a panel with figures; a progress bar or the like leaves nothing
                 outputs.extend(images)
                 outputs.append(nbformat.v4.new_output("display_data", {"text/html": LIVE_NOTE}))
         cell.outputs = outputs
     return nb
+
+
+def _set_alt(output: nbformat.NotebookNode, alt: str) -> None:
+    output.setdefault("metadata", {}).setdefault("image/png", {})["alt"] = alt
 
 
 # --------------------------------------------------------------------------- pages
@@ -190,8 +225,10 @@ def _link_exercises_and_glossary(body: str) -> str:
 def render_notebook(path: Path, entries: list[Entry], i: int | None, title: str | None = None,
                     note: str = "") -> str:
     """One page: a course notebook (entries[i]) or, with i None, an exercise notebook."""
-    nb = static_snapshots(nbformat.read(path, as_version=4))
-    exporter = HTMLExporter(template_name="lab")
+    nb = nbformat.read(path, as_version=4)
+    offline.check_no_scripts(nb, path)
+    nb = static_snapshots(nb)
+    exporter = offline.page_exporter()
     name = entries[i].title if i is not None else (title or notebook_title(path))
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}})
     body = _link_pages(body, {e.notebook.name for e in entries if e.notebook})
@@ -269,6 +306,7 @@ def build(out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    offline.copy_mathjax(out)
     has_image = HEAD_IMAGE.is_file()
     if has_image:
         (out / "images").mkdir()
