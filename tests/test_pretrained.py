@@ -19,9 +19,9 @@ import transformers
 from conftest import assert_close
 
 from mha_course.analysis.alignment import word_attention
+from mha_course.models.bert.tokenize import group_words
+from mha_course.models.bert.weights import per_head_attention
 from mha_course.models.minilm import load_minilm, model_path, sentence_embeddings
-from mha_course.models.minilm.tokenize import group_words
-from mha_course.models.minilm.weights import per_head_attention
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

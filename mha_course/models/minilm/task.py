@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mha_course.models.ablation import check_ablation, first_gated_layer, layer_gates
-from mha_course.models.minilm import np_bert, torch_bert
+from mha_course.models.bert import np_bert, torch_bert
 from mha_course.models.minilm.model import MiniLM
 from mha_course.np_attention import padding_mask
 

@@ -111,6 +111,9 @@ class ToyTransformer(nn.Module):
             self.world_out = nn.Linear(config.d_model, len(lang.WORLDS))
         if config.subject_loss > 0:  # a fifth, at verbs: what is my subject (its lemma)?
             self.subject_out = nn.Linear(config.d_model, config.d_model)
+        if config.early_readout > 0:  # the same two questions, asked after the first layer
+            self.early_neighbour_out = nn.Linear(config.d_model, config.d_model)
+            self.early_closer_out = nn.Linear(config.d_model, len(lang.CLOSERS))
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -139,8 +142,15 @@ class ToyTransformer(nn.Module):
         (batch, n) restarts at 0 for each sentence and `mask` (batch, n, n), True = may attend,
         keeps each sentence to itself; `lengths` must then be None. `head_gates` as `forward`
         (training drops heads through it, `ToyConfig.head_dropout`)."""
+        return self.streams(ids, lengths, positions, mask, head_gates)[-1]
+
+    def streams(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                head_gates=None) -> list[torch.Tensor]:
+        """The stream after each block, the last one through the final LN: n_layers tensors
+        (batch, n, d_model); arguments as `hidden`. `ToyConfig.early_readout` reads the first."""
         _, residual = self._blocks(ids, lengths, head_gates, positions, mask)
-        return self.ln_out(residual[-1])  # (batch, n, d_model)
+        return [*residual[1:-1], self.ln_out(residual[-1])]  # n_layers x (batch, n, d_model)
 
     def _blocks(self, ids, lengths, head_gates, positions=None,
                 mask=None) -> tuple[list[BlockOutput], list[torch.Tensor]]:

@@ -101,30 +101,23 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
                          "token's subject (Sentence.head), -1 where none")
     p = pack(inputs, targets, loss_mask, lengths, config.max_len, governors)
     gates = _dropped_heads(config, len(p.ids)) if model.training else None
-    final = model.hidden(p.ids, positions=p.positions, mask=p.mask,
-                         head_gates=gates)  # (rows, capacity, d_model)
+    streams = model.streams(p.ids, positions=p.positions, mask=p.mask,
+                            head_gates=gates)  # n_layers x (rows, capacity, d_model)
+    final = streams[-1]  # (rows, capacity, d_model)
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
                            p.targets[p.loss_mask])
-    weight = config.neighbour_loss
-    if weight > 0:
-        # a word is never its sentence's first token ([CLS] is), so its left neighbour in the
-        # packed row is its left neighbour in the sentence
-        at = p.loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
-        left_targets = p.targets[:, :-1][at]  # (n_at,)
-        h = model.neighbour_out(final[:, 1:][at])  # (n_at, d_model), or (n_at, n_pos)
-        target = config.neighbour_target
-        if target == "token":  # its identity, number included
-            left = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
-        elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
-            left = h @ model.tok_emb.weight[_LEMMAS].T  # (n_at, n_lemmas)
-            left_targets = _LEMMA_CLASS[left_targets]
-        else:  # only its part of speech: a neighbour's number cannot ride along to a verb
-            left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
-        loss = loss + weight * F.cross_entropy(left, left_targets)
+    if config.neighbour_loss > 0:
+        loss = loss + config.neighbour_loss * _neighbour_loss(model, model.neighbour_out, final, p)
     if config.closer_loss > 0:
         loss = loss + config.closer_loss * F.cross_entropy(model.closer_out(words),
                                                            p.closer[p.loss_mask])
+    if config.early_readout > 0:  # the same two questions after the first layer
+        first = streams[0]  # (rows, capacity, d_model)
+        early = _neighbour_loss(model, model.early_neighbour_out, first, p, "lemma")
+        early = early + F.cross_entropy(model.early_closer_out(first[p.loss_mask]),
+                                        p.closer[p.loss_mask])
+        loss = loss + config.early_readout * early
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
@@ -134,6 +127,25 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
         # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None) -> torch.Tensor:
+    """Cross-entropy of "name the clean token to your left" read by `out` from `stream`
+    (rows, capacity, d_model), as `ToyConfig.neighbour_target` asks (or `target`)."""
+    # a word is never its sentence's first token ([CLS] is), so its left neighbour in the
+    # packed row is its left neighbour in the sentence
+    at = p.loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
+    left_targets = p.targets[:, :-1][at]  # (n_at,)
+    h = out(stream[:, 1:][at])  # (n_at, d_model), or (n_at, n_pos)
+    target = target or model.config.neighbour_target
+    if target == "token":  # its identity, number included
+        left = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
+    elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
+        left = h @ model.tok_emb.weight[_LEMMAS].T  # (n_at, n_lemmas)
+        left_targets = _LEMMA_CLASS[left_targets]
+    else:  # only its part of speech: a neighbour's number cannot ride along to a verb
+        left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
+    return F.cross_entropy(left, left_targets)
 
 
 def _dropped_heads(config: ToyConfig, rows: int) -> torch.Tensor | None:

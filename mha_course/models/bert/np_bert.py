@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import erf
 
-from mha_course.models.minilm.weights import BertParams, LayerParams
+from mha_course.models.bert.weights import BertParams, LayerParams
 from mha_course.np_attention import multi_head_attention
 from mha_course.params import check_head_gates
 

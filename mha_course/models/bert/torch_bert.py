@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from mha_course.models.minilm.weights import BertParams, LayerParams
+from mha_course.models.bert.weights import BertParams, LayerParams
 from mha_course.params import check_head_gates
 from mha_course.torch_attention import multi_head_attention
 

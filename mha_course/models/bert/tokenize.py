@@ -1,4 +1,5 @@
-"""Text -> word pieces -> words, with the `tokenizers` library and MiniLM's own tokenizer.json.
+"""Text -> word pieces -> words, with the `tokenizers` library and the model folder's own tokenizer
+(tokenizer.json, or vocab.txt built into the tokenizer transformers would build).
 
 BERT's pre-tokenizer splits at whitespace *and* at every punctuation mark, so "don't" becomes the
 pieces don ' t and "state-of-the-art" seven pieces. For reading attention we want the words a
@@ -11,11 +12,14 @@ Other punctuation is a word of its own ("dog" "."), and so are [CLS] and [SEP].
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from mha_course.models.bert.folder import BertFolder, inspect_folder
 
 __all__ = ["Encoding", "load_tokenizer", "encode", "group_words", "check_text"]
 
@@ -25,7 +29,7 @@ GLUE_IN_NUMBERS = frozenset(".,:")  # only between digits: "3.5", "1,000", "10:3
 
 @dataclass
 class Encoding:
-    """One text as MiniLM sees it.
+    """One text as a BERT model sees it.
 
     input_ids, token_type_ids (n,) int64; tokens: n word pieces with [CLS] and [SEP];
     offsets (n, 2): character span of each piece in `text` ((0, 0) for [CLS] and [SEP]);
@@ -42,10 +46,69 @@ class Encoding:
     word_spans: np.ndarray
 
 
-def load_tokenizer(path: Path) -> Tokenizer:
-    """The shipped tokenizer.json, with its fixed padding *and* truncation to 128 turned off:
-    a longer text would otherwise be cut silently, a shorter one padded with [PAD]."""
-    tok = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+# tokenizer_config.json's key -> BertNormalizer's argument, and transformers' default
+NORMALIZER_KEYS = {"do_lower_case": ("lowercase", True), "strip_accents": ("strip_accents", None),
+                   "tokenize_chinese_chars": ("handle_chinese_chars", True)}
+
+
+def _token(config: dict, key: str, default: str) -> str:
+    """A special token's text from tokenizer_config.json (a str, or a saved AddedToken dict)."""
+    value = config.get(key, default)
+    return value.get("content", default) if isinstance(value, dict) else str(value)
+
+
+def _from_vocab(folder: BertFolder) -> Tokenizer:
+    """The WordPiece tokenizer transformers' BertTokenizer builds from vocab.txt: BERT's normaliser
+    (cased or uncased per do_lower_case, uncased when unsaid, as in transformers), pre-tokenizer,
+    and [CLS] text [SEP]."""
+    config = folder.tokenizer_config
+    unk, cls, sep = (_token(config, k, d) for k, d in (
+        ("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")))
+    tok = Tokenizer(WordPiece.from_file(str(folder.tokenizer), unk_token=unk))
+    missing = [t for t in (unk, cls, sep) if tok.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"{folder.tokenizer} lacks the special tokens {missing} that BERT needs")
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, **{arg: config.get(key, default)
+                            for key, (arg, default) in NORMALIZER_KEYS.items()})
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    specials = [_token(config, k, d) for k, d in (
+        ("pad_token", "[PAD]"), ("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
+        ("sep_token", "[SEP]"), ("mask_token", "[MASK]"))]
+    tok.add_special_tokens([t for t in specials if tok.token_to_id(t) is not None])
+    return tok
+
+
+def _apply_tokenizer_config(tok: Tokenizer, config: dict) -> None:
+    """tokenizer_config.json's do_lower_case, strip_accents and tokenize_chinese_chars, where it
+    states them, override tokenizer.json's BERT normaliser (transformers does the same)."""
+    if tok.normalizer is None:
+        return
+    state = json.loads(tok.normalizer.__getstate__())
+    if state.get("type") != "BertNormalizer":
+        return
+    wanted = {arg: config[key] for key, (arg, _) in NORMALIZER_KEYS.items() if key in config}
+    if any(state.get(arg) != value for arg, value in wanted.items()):
+        args = {arg: state.get(arg, default) for arg, default in (
+            ("clean_text", True), ("handle_chinese_chars", True), ("strip_accents", None),
+            ("lowercase", True))}
+        tok.normalizer = normalizers.BertNormalizer(**{**args, **wanted})
+
+
+def load_tokenizer(path) -> Tokenizer:
+    """The folder's tokenizer (tokenizer.json, else vocab.txt), cased or uncased as its
+    tokenizer_config.json says, with any fixed padding *and* truncation turned off: a longer
+    text would otherwise be cut silently (MiniLM's tokenizer.json cuts at 128), a shorter one
+    padded with [PAD]. `path`: a model folder or a checked `BertFolder`."""
+    folder = path if isinstance(path, BertFolder) else inspect_folder(path)
+    if folder.tokenizer.name == "tokenizer.json":
+        tok = Tokenizer.from_file(str(folder.tokenizer))
+        _apply_tokenizer_config(tok, folder.tokenizer_config)
+    else:
+        tok = _from_vocab(folder)
     tok.no_padding()
     tok.no_truncation()
     return tok
@@ -67,8 +130,8 @@ def _check_length(enc, text: str, max_positions: int, where: str) -> None:
         raise ValueError(f"{where} has no word pieces once normalised; got {text!r:.60}")
     if n > max_positions:
         raise ValueError(
-            f"{where} is {n} word pieces long ([CLS] and [SEP] included), but MiniLM has position "
-            f"embeddings for at most {max_positions}: split it into shorter passages "
+            f"{where} is {n} word pieces long ([CLS] and [SEP] included), but the model has "
+            f"position embeddings for at most {max_positions}: split it into shorter passages "
             f"(it starts {text[:40]!r})")
 
 
