@@ -13,10 +13,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after matplotlib.use)
 import numpy as np  # noqa: E402 (after matplotlib.use)
 import pytest  # noqa: E402 (after matplotlib.use)
-from panel_checks import check_saved, check_text_view, printed, table_rows  # noqa: E402 (after matplotlib.use)
+from panel_checks import (  # noqa: E402 (after matplotlib.use)
+    check_saved,
+    check_text_view,
+    keyboard_problems,
+    printed,
+    table_rows,
+)
 
 from mha_course.np_attention import softmax  # noqa: E402 (after matplotlib.use)
 from mha_course.viz import panel_tools  # noqa: E402 (after matplotlib.use)
+from mha_course.viz.circuits import circuit_explorer  # noqa: E402 (after matplotlib.use)
 from mha_course.viz.export import load_attention  # noqa: E402 (after matplotlib.use)
 from mha_course.viz.heatmap import attention_heatmap  # noqa: E402 (after matplotlib.use)
 
@@ -110,3 +117,27 @@ def test_text_view_is_empty_while_off_and_follows_what_is_shown():
     shown["A"] = weights(3, 3, seed=6)
     view.refresh()
     check_text_view(view.html.value, shown["A"], ["a", "b", "c"])
+
+
+def test_the_circuit_panel_saves_the_figure_and_the_circuits_of_the_head_shown(tmp_path):
+    rng = np.random.default_rng(7)
+    d_model, d_head, vocab, n_ctx = 4, 3, 5, 6
+    w = {"W_E": rng.normal(size=(vocab, d_model)), "W_pos": rng.normal(size=(n_ctx, d_model)),
+         "W_U": rng.normal(size=(d_model, vocab)),
+         "W_Q": rng.normal(size=(2, 2, d_model, d_head)),
+         "W_K": rng.normal(size=(2, 2, d_model, d_head)),
+         "W_V": rng.normal(size=(2, 2, d_model, d_head)),
+         "W_O": rng.normal(size=(2, 2, d_head, d_model))}
+    panel = circuit_explorer(w, export_dir=tmp_path)
+    assert keyboard_problems(panel.widget) == []
+    panel.head.value = (1, 0)
+    panel.save.button.click()
+    paths = check_saved(printed(panel.save.output).split()[1:], tmp_path)
+    assert paths[".npz"].stem == "circuits_L1H0"
+    QK = w["W_Q"][1, 0] @ w["W_K"][1, 0].T  # (d_model, d_model), the oracle's products
+    with np.load(paths[".npz"]) as saved:
+        np.testing.assert_allclose(saved["positional_qk"], w["W_pos"] @ QK @ w["W_pos"].T)
+        np.testing.assert_allclose(saved["token_qk"], w["W_E"] @ QK @ w["W_E"].T)
+        np.testing.assert_allclose(saved["ov"],
+                                   w["W_E"] @ w["W_V"][1, 0] @ w["W_O"][1, 0] @ w["W_U"])
+    plt.close("all")

@@ -13,6 +13,7 @@ says so).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import ipywidgets as widgets
@@ -33,10 +34,12 @@ from mha_course.viz.palette import (
     SKY_BLUE,
     VERMILION,
 )
+from mha_course.viz.panel_tools import SaveButton, controls, save_button, write_figure
 from mha_course.viz.render import figure_png
 
 __all__ = ["phase_change_plot", "pair_heatmaps", "ablation_bars", "circuit_heatmap",
-           "plot_head_circuits", "CircuitExplorer", "circuit_explorer", "CIRCUIT_SCALE"]
+           "plot_head_circuits", "head_circuits", "CircuitExplorer", "circuit_explorer",
+           "CIRCUIT_SCALE"]
 
 CIRCUIT_SCALE = "colour: ± largest |entry|"  # what a circuit's title says about its scale
 _RUN_STYLES = ((BLUE, "-", "o"), (ORANGE, "--", "s"), (VERMILION, "-.", "D"))  # one per run
@@ -175,6 +178,16 @@ def _check_weights(weights: Mapping) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
+def head_circuits(weights: Mapping, layer: int, head: int) -> dict[str, np.ndarray]:
+    """The three circuits `plot_head_circuits` draws, as `analysis.circuits.FactoredMatrix`:
+    positional_qk (n_ctx, n_ctx), token_qk (vocab, vocab) and ov (vocab, vocab)."""
+    W_Q, W_K = weights["W_Q"][layer, head], weights["W_K"][layer, head]
+    return {"positional_qk": circuits.qk_circuit(weights["W_pos"], W_Q, W_K),
+            "token_qk": circuits.qk_circuit(weights["W_E"], W_Q, W_K),
+            "ov": circuits.ov_circuit(weights["W_E"], weights["W_V"][layer, head],
+                                      weights["W_O"][layer, head], weights["W_U"])}
+
+
 def plot_head_circuits(weights: Mapping, layer: int, head: int,
                        scores: Mapping | None = None) -> Figure:
     """One head's circuits: the positional QK circuit W_pos W_Q W_K^T W_pos^T (query position x
@@ -186,14 +199,13 @@ def plot_head_circuits(weights: Mapping, layer: int, head: int,
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(f"need 0 <= layer < {n_layers} and 0 <= head < {n_heads}; got "
                          f"layer={layer}, head={head}")
-    W_Q, W_K = weights["W_Q"][layer, head], weights["W_K"][layer, head]
-    ov = circuits.ov_circuit(weights["W_E"], weights["W_V"][layer, head],
-                             weights["W_O"][layer, head], weights["W_U"])
+    shown = head_circuits(weights, layer, head)
+    ov = shown["ov"]  # (vocab, vocab)
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), layout="constrained")
-    circuit_heatmap(circuits.qk_circuit(weights["W_pos"], W_Q, W_K), ax=axes[0],
+    circuit_heatmap(shown["positional_qk"], ax=axes[0],
                     title="positional QK circuit", xlabel="key position",
                     ylabel="query position", hide_above_diagonal=True)
-    circuit_heatmap(circuits.qk_circuit(weights["W_E"], W_Q, W_K), ax=axes[1],
+    circuit_heatmap(shown["token_qk"], ax=axes[1],
                     title="token QK circuit", xlabel="key token", ylabel="query token")
     circuit_heatmap(ov, ax=axes[2], title="OV circuit", xlabel="logit raised (token)",
                     ylabel="attended token")
@@ -217,6 +229,7 @@ class CircuitExplorer(_Panel):
     image: widgets.Image  # the rendered figure (PNG)
     weights: Mapping
     scores: Mapping | None = None
+    save: SaveButton | None = None
     _cache: dict = field(default_factory=dict)  # (layer, head) -> PNG bytes
 
     def figure(self) -> Figure:
@@ -229,12 +242,23 @@ class CircuitExplorer(_Panel):
             self._cache[self.head.value] = figure_png(self.figure())
         self.image.value = self._cache[self.head.value]
 
+    def write(self, folder) -> list[Path]:
+        """The figure (PNG, SVG) and the head's three circuits (`head_circuits`) as one NPZ."""
+        layer, head = self.head.value
+        stem = f"circuits_L{layer}H{head}"
+        figures = write_figure(self.figure(), folder, stem)  # creates the folder
+        path = Path(folder) / f"{stem}.npz"
+        np.savez(path, **{name: matrix.full() for name, matrix in
+                          head_circuits(self.weights, layer, head).items()})
+        return [*figures, path]
+
 
 def circuit_explorer(weights: Mapping, scores: Mapping | None = None, *, layer: int = 0,
-                     head: int = 0) -> CircuitExplorer:
+                     head: int = 0, export_dir=None) -> CircuitExplorer:
     """A slider over every head (L0H0, L0H1, ..., by layer) that redraws `plot_head_circuits`
     for the chosen head. weights: `model.weights()`; scores: {name: (n_layers, n_heads)}.
-    Nothing runs a model here; display the panel (last line of a cell) to show it."""
+    Nothing runs a model here; display the panel (last line of a cell) to show it. Its Save
+    button writes `CircuitExplorer.write` into `export_dir` (default exports/)."""
     n_layers, n_heads = _check_weights(weights)
     options = [(f"L{a}H{b}", (a, b)) for a in range(n_layers) for b in range(n_heads)]
     if (layer, head) not in [value for _, value in options]:
@@ -246,7 +270,8 @@ def circuit_explorer(weights: Mapping, scores: Mapping | None = None, *, layer: 
                                      continuous_update=False,
                                      layout=widgets.Layout(width="420px")),
         image=widgets.Image(format="png"), weights=weights, scores=scores)
-    panel.widget = widgets.VBox([panel.head, panel.image])
+    panel.save = save_button(panel.write, export_dir)
+    panel.widget = widgets.VBox([panel.head, panel.image, controls(panel.save)])
     panel.head.observe(lambda change: panel.redraw(), names="value")
     panel.redraw()
     return panel
