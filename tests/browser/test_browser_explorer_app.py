@@ -14,6 +14,7 @@ import re
 import pytest
 
 from browser import harness
+from mha_course.install_cell import INSTALL_CELL_TAG
 
 APP = harness.ROOT / "apps" / "explorer.ipynb"
 IMG = "img.widget-image"  # the explorer's figure (an Image widget)
@@ -22,7 +23,9 @@ OWN_SENTENCE = "My sister plays the cello in a small orchestra."
 
 def test_the_app_only_imports_from_the_course_and_ipywidgets():
     nb = json.loads(APP.read_text(encoding="utf-8"))
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    # the install-check cell (mha_course.install_cell, tests/test_install_cell.py) left aside
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+                     and INSTALL_CELL_TAG not in c["metadata"].get("tags", []))
     modules = set(re.findall(r"(?m)^\s*(?:from\s+(\S+)\s+import|import\s+(\S+))", code))
     roots = {(a or b).split(".")[0] for a, b in modules}
     assert roots <= {"mha_course", "ipywidgets", "matplotlib"}, (
