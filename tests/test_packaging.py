@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -213,14 +214,26 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+def _make_wheel_command(outdir: Path) -> list[str]:
+    """The build line of `make wheel`, run with this Python and into `outdir` instead of dist/,
+    so that the wheel these tests check is the one the Makefile builds."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"(?m)^wheel:.*\n((?:\t.*\n?)+)", makefile)
+    assert recipe, "the Makefile has no `wheel:` target (README: hosting the wheel for a class)"
+    lines = [shlex.split(line) for line in recipe.group(1).splitlines() if " -m build " in line]
+    assert len(lines) == 1, f"expected one `python -m build` line in make wheel: {recipe.group(1)}"
+    cmd = lines[0]
+    assert cmd[0] == "$(BIN)/python" and "--wheel" in cmd and "--outdir" in cmd, cmd
+    cmd[0] = sys.executable
+    cmd[cmd.index("--outdir") + 1] = str(outdir)
+    return cmd
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     src = _source_copy(tmp_path_factory.mktemp("src"))
     outdir = tmp_path_factory.mktemp("dist")
-    _run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), "."],
-        cwd=src,
-    )
+    _run(_make_wheel_command(outdir), cwd=src)
     wheels = list(outdir.glob("mha_course-*.whl"))
     assert len(wheels) == 1, f"expected one wheel, got {wheels}"
     return wheels[0]
@@ -253,6 +266,24 @@ def test_wheel_ships_the_package_its_data_and_the_licence(wheel):
     assert any(re.search(r"\.dist-info/(licenses/)?LICENSE$", n) for n in names), (
         "the wheel does not carry LICENSE, which the MIT licence requires with every copy"
     )
+
+
+def test_wheel_is_the_course_alone(wheel):  # the build takes about 3 s
+    """What a class installs: the package, its data (checkpoints, JSON, TSV, text) and the
+    metadata, under the name the install cell gives; no tests, notebooks or build leftovers."""
+    project = read_pyproject()["project"]
+    assert wheel.name == f"{PACKAGE}-{project['version']}-py3-none-any.whl", wheel.name
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {PACKAGE, f"{PACKAGE}-{project['version']}.dist-info"}, sorted(tops)
+    junk_dirs = {"tests", "notebooks", "solutions", "exercises", "apps", "bench", "docs", "site",
+                 "build", "dist", "exports", "__pycache__", ".ipynb_checkpoints"}
+    junk = [n for n in names if junk_dirs & set(n.split("/")[:-1])
+            or n.endswith((".pyc", ".ipynb", ".orig", ".rej", "~"))]
+    assert not junk, f"the wheel carries files a class does not need: {junk[:20]}"
+    suffixes = {Path(n).suffix for n in names if n.startswith(f"{PACKAGE}/data/")}
+    for kind in (".safetensors", ".json", ".tsv", ".txt"):
+        assert kind in suffixes, f"the wheel has no {kind} file under {PACKAGE}/data/: {suffixes}"
 
 
 @pytest.mark.slow
