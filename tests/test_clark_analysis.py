@@ -1,0 +1,99 @@
+"""Notebook 05's any-folder cell: `experiments.clark.analyse_model_dir` on random BERT folders
+(built as in test_load_bert.py), and the published Clark et al. numbers beside a measured table.
+
+Oracles: the attention parked on [CLS] and [SEP] recomputed from `model.run` directly; the
+fixed-offset baselines, which depend on the parses alone, equal between two different models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_load_bert import SHAPES, make_folder
+
+from mha_course.analysis import alignment, syntax
+from mha_course.analysis.published import (
+    CLARK_2019_TABLE1,
+    clark_comparison,
+    clark_comparison_lines,
+)
+from mha_course.experiments.clark import analyse_model_dir, model_dir
+from mha_course.models.bert import load_bert
+
+TEXTS = alignment.load_corpus()[:40]  # sentences 6, 7, 10 ... carry coreference annotations
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clark")
+    names = ["3x4_uncased_vocab_safetensors", "2x4_cased_json_bin_finetuned"]
+    folders = {name: make_folder(root, name, SHAPES[name], seed)[0]
+               for seed, name in enumerate(names)}
+    parses = alignment.parse(TEXTS)
+    results = {name: analyse_model_dir(str(folder), texts=TEXTS, parses=parses, environ={})
+               for name, folder in folders.items()}
+    return folders, results
+
+
+def test_model_dir_comes_from_the_argument_or_the_environment(tmp_path):
+    assert model_dir(None, environ={}) is None and model_dir("  ", environ={}) is None
+    assert model_dir(None, environ={"MODEL_DIR": str(tmp_path)}) == tmp_path
+    assert model_dir(tmp_path, environ={"MODEL_DIR": "/elsewhere"}) == tmp_path
+    assert analyse_model_dir(environ={}) is None  # nothing named: the notebook prints a message
+    with pytest.raises(TypeError, match="MODEL_DIR must be a str or Path"):
+        model_dir(3)
+
+
+def test_the_analysis_of_a_random_bert(setup):
+    folders, results = setup
+    name = "3x4_uncased_vocab_safetensors"
+    result = results[name]
+    assert (result.n_layers, result.n_heads, result.n_texts) == (3, 4, len(TEXTS))
+    assert result.name.startswith(f"{name} (Bert(backend='numpy'")
+    assert {r["relation"] for r in result.rows} == set(syntax.RELATIONS)
+    assert result.report.coreference is not None and result.report.coreference.n_links > 0
+    assert all(result.scores[role].shape == (3, 4) for role in ("local", "syntactic", "duplicate"))
+    assert all(v.shape == (3,) for v in result.profile.values())
+    # parking, recomputed from the model's own attention
+    cache = load_bert(folders[name]).run(TEXTS)
+    for token, column in (("[CLS]", lambda A, n: A[..., 1:n - 1, 0]),
+                          ("[SEP]", lambda A, n: A[..., 1:n - 1, n - 1])):
+        rows = np.concatenate([column(cache.attention_of(b), n).transpose(2, 0, 1)
+                               for b, n in enumerate(cache.lengths)])  # (queries, L, H)
+        np.testing.assert_allclose(result.sink_by_layer[token], rows.mean(axis=(0, 2)), atol=1e-6)
+    lines = result.summary_lines()
+    assert any("coreference: pronoun → antecedent" in line for line in lines)
+    assert "beside the published BERT-base numbers (percent):" in lines
+
+
+def test_baselines_depend_on_the_parses_only(setup):
+    _, results = setup
+    a, b = results.values()
+    assert [r["baseline_accuracy"] for r in a.rows] == [r["baseline_accuracy"] for r in b.rows]
+    assert [r["accuracy"] for r in a.rows] != [r["accuracy"] for r in b.rows]
+    assert (b.n_layers, b.n_heads) == (2, 4)
+
+
+def test_an_unsupported_folder_is_named(setup, tmp_path):
+    folder = setup[0]["3x4_uncased_vocab_safetensors"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ValueError, match="model_type='roberta'"):
+        analyse_model_dir(tmp_path, environ={})
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        analyse_model_dir(folder.parent, environ={})
+
+
+def test_comparison_takes_the_better_direction_and_labels_the_paper():
+    rows = [{"relation": "det", "direction": d, "direction_words": d, "best_head": head,
+             "accuracy": acc, "baseline_accuracy": 0.5, "n_arcs": 10}
+            for d, head, acc in (("dep_to_head", "L1H2", 0.9), ("head_to_dep", "L0H0", 0.3))]
+    rows.append({**rows[0], "relation": "conj"})  # not in the paper's table: left out
+    (row,) = clark_comparison(rows)
+    assert (row["relation"], row["best_head"], row["accuracy"]) == ("det", "L1H2", 0.9)
+    assert (row["paper_head"], row["paper_accuracy"]) == CLARK_2019_TABLE1["det"][:2]
+    lines = clark_comparison_lines([row])
+    assert "paper" in lines[0] and "Clark et al. 2019" in lines[1] and " 90.0" in lines[2]
+    with pytest.raises(TypeError, match="clark_rows"):
+        clark_comparison("det")
