@@ -251,6 +251,35 @@ def test_hostile_run_summary(hostile_class):
     assert '"timeout": 1' in summary and '"missing": 1' in summary
 
 
+MEMORY_HOG = "import numpy as np\nblocks = []\nwhile True:\n    blocks.append(np.ones(10**6))"
+LATER_DEATHS = {"exits_later": "import os\nos._exit(1)",
+                "killed_later": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"}
+
+
+def test_running_out_of_memory_is_named_as_the_cause_of_a_later_death(tmp_path):
+    """A cell that fills the memory limit (MemoryError, its blocks kept), then a later cell whose
+    process ends (os._exit, a kill as the OOM killer would): the feedback names the memory."""
+    subs, assignment = tmp_path / "submissions", tmp_path / "assignment"
+    assignment.mkdir()
+    shutil.copy(EXERCISES / EX01, assignment / EX01)
+    n_cells = sum(c.cell_type == "code" for c in solution(EX01).cells)
+    for student, death in LATER_DEATHS.items():
+        write(with_sdpa(lambda s: s, extra_cells=[MEMORY_HOG, "x = 1", death]),
+              subs / student / EX01)
+    result = run_grader(subs, tmp_path / "out" / "gradebook.csv", "--exercises", str(assignment),
+                        "--timeout", "30", "--memory-mb", "128")
+    assert result.returncode == 0, result.stderr
+    assert "not graded normally: 2 memory" in result.stdout, result.stdout
+    hog, death_cell = f"code cell {n_cells + 1} (`import numpy as np`)", f"code cell {n_cells + 3}"
+    for student, then in (("exits_later", "then ended (code 1)"),
+                          ("killed_later", "was then killed (SIGKILL)")):
+        text = (tmp_path / "out" / "feedback" / f"{student}.md").read_text()
+        assert f"ran out of memory (limit 128 MiB) while running {hog}" in text, text
+        assert f"its process {then} while running {death_cell}" in text, text
+        assert "os._exit() or a crash" not in text and "out of memory?" not in text, text
+        assert read_gradebook(tmp_path / "out" / "gradebook.csv")[student]["total"] == "0"
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. re-running gives the same files
 

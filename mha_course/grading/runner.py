@@ -143,7 +143,7 @@ def run_notebook(shared: Shared, student: str, spec: Assignment, cells: list[str
     process.join(10)
     receive.close()
     result = score(spec, cells, messages, timed_out, process.exitcode, protocol_error,
-                   shared.references, shared.timeout, EXERCISES)
+                   shared.references, shared.timeout, EXERCISES, shared.memory_mb)
     result.seconds = time.monotonic() - started
     shutil.rmtree(workdir, ignore_errors=True)
     return result

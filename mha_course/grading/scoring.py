@@ -28,7 +28,7 @@ class ExerciseResult:
 @dataclass
 class NotebookResult:
     name: str
-    status: str  # graded, missing, invalid, timeout, crashed, exited
+    status: str  # graded, missing, invalid, timeout, memory, crashed, exited
     exercises: list[ExerciseResult]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # wall clock, from fork to verdict
@@ -73,18 +73,28 @@ def _signal_name(number: int) -> str:
 
 def score(spec: Assignment, cells: list[str], messages: list[dict], timed_out: bool,
           exitcode: int | None, protocol_error: str | None, references: dict, timeout: float,
-          registry) -> NotebookResult:
+          registry, memory_mb: int | None = None) -> NotebookResult:
     """The notebook's result from its process's messages and how it ended (timed out, exit code,
     a protocol error); references: exercise id -> (hidden cases, reference outputs); timeout: the
-    limit per notebook, in seconds; registry: exercise id -> `Exercise`."""
+    limit per notebook, in seconds; registry: exercise id -> `Exercise`; memory_mb: the memory
+    limit, for the feedback."""
     outputs: dict[str, dict] = {}
     notes: list[str] = []
     where = "starting"
     done, cpu_seconds = False, 0.0
+    out_of_memory = None  # where the process first ran out of memory, as the process reported it
     for m in messages:
         kind = m.get("kind")
         if kind == "cell" and isinstance(m.get("index"), int) and 0 <= m["index"] < len(cells):
             where = f"running {_cell_label(cells, m['index'])}"
+        elif kind == "memory" and out_of_memory is None:
+            cell, exercise = m.get("cell"), m.get("exercise")
+            if isinstance(cell, int) and 0 <= cell < len(cells):
+                out_of_memory = f"running {_cell_label(cells, cell)}"
+            elif isinstance(exercise, str) and exercise in references:
+                out_of_memory = f"running the hidden checks of {exercise}"
+            else:
+                out_of_memory = where
         elif kind == "cells":
             for e in (m.get("errors") or [])[:10]:
                 if isinstance(e, dict) and isinstance(e.get("cell"), int) \
@@ -115,6 +125,14 @@ def score(spec: Assignment, cells: list[str], messages: list[dict], timed_out: b
         status = "timeout"
         fate = (f"the notebook ran past the time limit of {timeout:g} s per notebook "
                 f"(an endless loop?) and was stopped while {where}")
+    elif not done and out_of_memory is not None:
+        # the process died after it ran out of memory: that is the cause, whatever ended it
+        status = "memory"
+        limit = f" (limit {memory_mb} MiB)" if memory_mb else ""
+        how = (f"was then killed ({_signal_name(-exitcode)})"
+               if exitcode is not None and exitcode < 0 else f"then ended (code {exitcode})")
+        fate = (f"the notebook ran out of memory{limit} while {out_of_memory}; its process {how} "
+                f"while {where}")
     elif not done:
         if exitcode is not None and exitcode < 0:
             name = _signal_name(-exitcode)

@@ -73,6 +73,20 @@ def _make_shell():
 class _Channel:
     def __init__(self, conn):
         self.conn = conn
+        self.memory_reported = False
+
+    def out_of_memory(self, where: dict) -> None:
+        """Tell the grader at once that the notebook ran out of memory (where: {"cell": index} or
+        {"exercise": id}), so that the feedback names it even if the process dies soon after.
+        Only the first report counts; a message this small is encoded even when memory is short,
+        and if it cannot be sent the process ends without it."""
+        if self.memory_reported:
+            return
+        self.memory_reported = True
+        try:
+            self.conn.send_bytes(codec.encode({"kind": "memory", **where}))
+        except BaseException:  # nothing is left to report the failure with
+            pass
 
     def send(self, message: dict) -> None:
         try:
@@ -94,6 +108,8 @@ def run_job(job: dict, conn) -> None:
     try:
         _run(job, channel)
     except BaseException as error:  # the worker itself failed, or the student broke it
+        if isinstance(error, MemoryError):
+            channel.out_of_memory({})
         try:
             channel.send({"kind": "fatal", "error": _short(error),
                           "trace": traceback.format_exc(limit=-3)[-800:]})
@@ -134,13 +150,17 @@ def _run(job: dict, channel: _Channel) -> None:
             result = shell.run_cell(source, store_history=False)
             _clear_alarm()
         except GradingTimeout:  # landed outside the student's code, inside IPython
-            result = None
             error = GradingTimeout()
+        except MemoryError as exhausted:  # IPython itself ran out while reporting the cell's error
+            _clear_alarm()
+            error = exhausted
         else:
             error = result.error_before_exec or result.error_in_exec
         if isinstance(error, GradingTimeout):
             stopped = {"cell": index, "reason": "time"}
             break
+        if isinstance(error, MemoryError):
+            channel.out_of_memory({"cell": index})
         if error is not None:
             errors.append({"cell": index, "error": _short(error)})
     _clear_alarm()
@@ -166,6 +186,8 @@ def _run(job: dict, channel: _Channel) -> None:
                 outputs.append({"error": "GradingTimeout"})
                 break
             except BaseException as error:  # SystemExit and KeyboardInterrupt count as failures
+                if isinstance(error, MemoryError):
+                    channel.out_of_memory({"exercise": spec["id"]})
                 outputs.append({"error": _short(error)})
             finally:
                 _clear_alarm()
