@@ -117,6 +117,23 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradescope(args: argparse.Namespace) -> int:
+    try:
+        from mha_course.grading import gradescope
+    except ImportError as error:
+        print(f"error: gradescope {_NEEDS_JUPYTER}: {error}", file=sys.stderr)
+        return 2
+    try:
+        path = gradescope.build_bundle(args.out, exercises=args.exercises, seed=args.seed,
+                                       timeout=args.timeout, memory_mb=args.memory_mb,
+                                       jobs=args.jobs, visibility=args.visibility)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: upload it as the assignment's autograder on Gradescope")
+    return 0
+
+
 def _prune_toy(args: argparse.Namespace) -> int:
     try:
         model = toy_model.load(args.model)
@@ -224,6 +241,25 @@ def main(argv: list[str] | None = None) -> int:
                        help="where to put the scratch copies (default: the system's temp folder)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
+    scope = commands.add_parser("gradescope", help="write a Gradescope autograder (setup.sh, "
+                                "run_autograder, the course, the exercises) that grades a "
+                                "submission as `grade` does and writes results.json")
+    scope.add_argument("out", type=Path, help="the zip to write, e.g. autograder.zip")
+    scope.add_argument("--exercises", type=Path, default=None,
+                       help="the exercise notebooks handed out (default: exercises/ of the course)")
+    scope.add_argument("--seed", type=int, default=None,
+                       help="seed of the hidden inputs (default: a random one, kept in the zip)")
+    scope.add_argument("--timeout", type=float, default=120.0,
+                       help="wall-clock seconds per notebook (default 120)")
+    scope.add_argument("--memory-mb", type=int, default=2048,
+                       help="memory a notebook may allocate beyond the course's libraries "
+                            "(default 2048 MiB)")
+    scope.add_argument("--jobs", type=int, default=2,
+                       help="notebooks run in parallel per submission (default 2)")
+    scope.add_argument("--visibility", default="visible",
+                       choices=("visible", "after_due_date", "after_published", "hidden"),
+                       help="when students see the results (default: visible)")
+    scope.set_defaults(run=_gradescope)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -69,6 +69,7 @@ class GradeOptions:
     progress: bool = True
     scratch: Path | None = None  # where the scratch folder goes (None: the system's temp folder)
     keep_scratch: bool = False
+    deny: tuple[Path, ...] = ()  # more files or folders the notebooks may neither read nor write
 
 
 @dataclass
@@ -133,6 +134,7 @@ def grade(options: GradeOptions) -> GradeRun:
                 path = scratch / "copies" / student / spec.name
                 sources[student, spec.name] = read_notebook(path)
         denied = [str(submissions), str(scratch)] + [str(p) for p in (out, feedback) if p.exists()]
+        denied += [str(Path(p).resolve()) for p in options.deny]
         read_roots = sandbox.readable_roots(denied) if sandbox.landlock_abi() else None
         wait_for_fork_server(ctx)
         server_ready = time.monotonic()
