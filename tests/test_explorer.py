@@ -156,7 +156,9 @@ def test_save_writes_the_view_shown_and_its_weights(view, tmp_path):
     assert paths[".png"].stem == f"L1H2_{view.replace(' ', '-')}_cls-dogs-run-sep"
     assert plt.get_fignums() == []  # nothing left open for the inline backend to show again
     panel.head.value = 0
-    assert digest(panel) != before  # the panel still redraws after a save
+    assert digest(panel) != before  # the panel still redraws after a save ...
+    panel.head.value = 2
+    assert digest(panel) == before  # ... and the saved (kept) figure draws as it did before
 
 
 def test_text_view_lists_the_selected_heads_top_keys_and_follows_every_control():
