@@ -81,11 +81,17 @@ class SaveButton:
     def save(self) -> list[Path]:
         """Write what the panel shows now; print the paths in the Output and return them."""
         self.output.outputs = ()
+        self.output.append_stdout(f"saving into {self.directory()} ...\n")  # a grid takes seconds
+        self.button.disabled = True  # one save at a time
         try:
             paths = self.write(self.directory())
         except OSError as error:  # a read-only or missing drive: tell the reader, keep the panel
+            self.output.outputs = ()
             self.output.append_stderr(f"nothing saved: {error}\n")
             return []
+        finally:
+            self.button.disabled = False
+        self.output.outputs = ()
         self.output.append_stdout("saved:\n" + "".join(f"  {path}\n" for path in paths))
         return paths
 
