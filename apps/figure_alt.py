@@ -24,6 +24,7 @@ TEXT_SETTERS = {"set_title": "title", "suptitle": "title", "title": "title",
                 "set_xlabel": "x", "xlabel": "x", "set_ylabel": "y", "ylabel": "y"}
 TEXT_KEYWORDS = {"title": "title", "suptitle": "title", "xlabel": "x", "ylabel": "y",
                  "label": "legend"}
+DRAWN = re.compile(r"fig|ax|panel|view|plot|grid|image|picture")  # a name that holds a figure
 VIEW_NAME = re.compile(r"^plot_|_plot$|_explorer$|_panel$|_bars$|^explore$")
 TEX = [(re.compile(r"\\(?:mathrm|mathbf|mathit|text|operatorname)\{([^{}]*)\}"), r"\1"),
        (re.compile(r"\\sqrt\{([^{}]*)\}"), r"sqrt(\1)"),
@@ -108,10 +109,13 @@ def describe(source: str, views: set[str], heading: str) -> str:
     tree = _parse(source) or ast.Module(body=[], type_ignores=[])
     kinds: list[str] = []
     texts: dict[str, list[str]] = {"title": [], "x": [], "y": [], "legend": []}
+    # a view module's helper whose result is kept as numbers (`counts = role_places(...)`)
+    computed = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                and all(isinstance(t, ast.Name) and not DRAWN.search(t.id) for t in n.targets)}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        kind = _kind(node, views)
+        kind = None if id(node) in computed else _kind(node, views)
         if kind and kind not in kinds:
             kinds.append(kind)
         name, _ = _name(node.func)

@@ -21,7 +21,10 @@ MATHJAX_PACKAGE = "jupyter_server_mathjax"  # pip install jupyter-server-mathjax
 MATHJAX_DIR = "mathjax"  # site/mathjax/: MathJax.js, config/, jax/, extensions/, fonts/
 MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 # The lab template, less the CDN scripts a page does not need (see build_site.py), with the
-# fonts the shipped MathJax has, and each figure's alt text from its output's metadata.
+# fonts the shipped MathJax has, and each figure's alt text from its output's metadata. MathJax
+# also writes each formula as hidden MathML for screen readers, which Chromium would style with
+# TeX web fonts that the package does not ship (404s): a screen reader reads its text, not its
+# font, so that copy keeps the page's font.
 PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -31,6 +34,7 @@ PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, imageFont: null,
                                  webFont: "STIX-Web"}});
 </script>
+<style>.MJX_Assistive_MathML * { font-family: inherit !important; }</style>
 {%- endblock html_head_js_mathjax -%}
 {% block data_png scoped %}
 {%- set alt = output | get_metadata('alt', 'image/png') -%}

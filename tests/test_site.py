@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import nbformat
 import pytest
+from nbconvert import HTMLExporter
 from project_files import ROOT
 from site_html import NBCONVERT_PLACEHOLDER, assets, is_remote, local_file, remote_references
 
@@ -52,7 +53,7 @@ def test_pages_fetch_nothing_from_another_host(small_site):
 
 def test_the_remote_check_sees_a_cdn(tmp_path):
     """A test of the test: nbconvert's own lab page (CDN MathJax and require.js) is flagged."""
-    exporter = importlib.import_module("nbconvert").HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$")])
     (tmp_path / "cdn.html").write_text(exporter.from_notebook_node(nb)[0], encoding="utf-8")
     found = remote_references(tmp_path / "cdn.html")
@@ -131,6 +132,9 @@ def test_describe_a_cell(apps):
                         "Four heads")
     assert untitled == "Head grid (vmax = 1.0), in the section “Four heads”", untitled
     assert describe("print(1)\n", set(), "Setup") == "A figure of the section “Setup”"
+    helper = describe("counts = role_places(runs)\nplot_role_places(runs)\n",
+                      {"role_places", "plot_role_places"}, "Where")
+    assert helper == "Plot of role places, in the section “Where”", helper
 
 
 def test_panel_settings_and_snapshot_alt(apps):

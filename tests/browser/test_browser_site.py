@@ -1,21 +1,30 @@
 """The static site (`make site`): every notebook as a page with its figures, an index in the
-README's learning-path order, links that resolve, and pages that Chromium draws (not blank)."""
+README's learning-path order, links that resolve, pages that Chromium draws (not blank), no page
+that fetches from another host, and maths that MathJax typesets from site/ with the network cut
+off (Chromium resolves no host but localhost; the site is served by a local http.server)."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import nbformat
 import numpy as np
 import pytest
+from nbconvert import HTMLExporter
 from PIL import Image
+from site_html import remote_references
 
 from browser import harness
 
@@ -132,7 +141,7 @@ def test_links_resolve(site):
         for tag, url in _parse(page).links:
             parts = urlsplit(url)
             if parts.scheme in ("http", "https", "data", "mailto"):
-                continue  # remote (CDN scripts, MathJax) or inline: nothing to resolve here
+                continue  # a link in the prose, or inline: nothing to resolve here
             target = page if not parts.path else (page.parent / unquote(parts.path))
             if not target.exists():
                 problems.append(f"{page.name}: <{tag}> {url} -> no such file")
@@ -162,3 +171,86 @@ def test_index_and_a_page_are_drawn_in_chromium(site, page):
     assert len(figures) >= _stored_figures(ROOT / "notebooks/01_scaled_dot_product_attention.ipynb")
     blank = [f for f in figures if f.get("error") or f.get("std", 0) < 1.0]
     assert not blank, f"figures that Chromium cannot draw, or draws blank: {blank}"
+
+
+def test_no_page_fetches_from_another_host(site):
+    pages = sorted(site.glob("*.html"))
+    problems = [p for page in pages for p in remote_references(page)]
+    assert len(pages) > 10 and not problems, "pages that need the network:\n" + "\n".join(problems)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # no line per request in the test's output
+        pass
+
+
+@contextmanager
+def _served(folder: Path):
+    """`folder` over http on a free 127.0.0.1 port (a page's fonts need http, not file://)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+MATHJAX_DONE_JS = """() => window.MathJax && MathJax.Hub && MathJax.Hub.queue
+  && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running
+  && document.querySelectorAll('script[type^="math/tex"]').length > 0"""
+MATHS_JS = r"""() => ({
+  typeset: document.querySelectorAll('script[type^="math/tex"]').length,
+  rendered: document.querySelectorAll('.MathJax, .MathJax_Display').length,
+  errors: document.querySelectorAll('.MathJax_Error, merror').length,
+  stix: [...document.fonts].filter(f => /STIX/.test(f.family) && f.status === 'loaded').length,
+  tex_left: [...document.querySelectorAll('.jp-RenderedMarkdown')].map(e => e.innerText)
+            .filter(t => /\$|\\(frac|sqrt|mathrm)/.test(t)).map(t => t.slice(0, 120)),
+})"""
+
+
+def test_maths_is_typeset_from_the_site_with_the_network_cut_off(site, page, artifacts):
+    """Notebook 01's formulas are typeset by the MathJax in site/, in its own web font; the page
+    asks no other host for anything, and no request fails."""
+    name = "01_scaled_dot_product_attention"
+    markdown = "".join("".join(c["source"]) for c in json.loads(
+        (ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "markdown")
+    formulas = len(re.findall(r"\$\$.+?\$\$|\$[^$]+?\$", markdown, re.S))
+    assert formulas >= 5, "notebook 01 was expected to hold formulas"
+    requested, failed = [], []
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    with _served(site) as root:
+        page.goto(f"{root}/{name}.html", wait_until="load")
+        try:
+            page.wait_for_function(MATHJAX_DONE_JS, timeout=60_000)
+        except Exception:
+            artifacts.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(artifacts / "page.png"))
+            raise
+        page.evaluate("() => document.fonts.ready")
+        maths = page.evaluate(MATHS_JS)
+    # (MathJax probes web-font support with a font whose source is about:blank: no request)
+    failed = [f for f in failed if not f.startswith("about:blank")]
+    elsewhere = [u for u in requested if not u.startswith((root, "data:", "about:blank"))]
+    assert not elsewhere and not failed, f"other hosts: {elsewhere}; failed: {failed}"
+    assert maths["typeset"] >= formulas and maths["rendered"] >= formulas, (maths, formulas)
+    assert not maths["errors"] and not maths["tex_left"], maths
+    assert maths["stix"] > 0, f"MathJax did not load its STIX-Web font from the site: {maths}"
+
+
+def test_nbconvert_default_page_shows_raw_tex_with_the_network_cut_off(page, tmp_path):
+    """The negative control: nbconvert's own lab page (MathJax from a CDN) typesets nothing here,
+    so the test above passes only because the site carries its MathJax."""
+    exporter = HTMLExporter(template_name="lab")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(r"$\sqrt{d_k}$")])
+    (tmp_path / "cdn.html").write_text(exporter.from_notebook_node(nb)[0], encoding="utf-8")
+    with _served(tmp_path) as root:
+        page.goto(f"{root}/cdn.html", wait_until="load")
+        page.wait_for_timeout(1500)
+        maths = page.evaluate(MATHS_JS)
+    assert maths["typeset"] == 0 and maths["tex_left"], maths
