@@ -52,7 +52,8 @@ bench: $(STAMP)
 bench-browser: $(STAMP)
 	PYTHONPATH=tests $(BIN)/python bench/browser.py
 
-# The course as static HTML for reading (stored outputs, no kernel) in site/: open site/index.html.
+# The course as static HTML for reading (stored outputs, no kernel, no network: MathJax is copied
+# into site/mathjax/) in site/: open site/index.html.
 site: $(STAMP)
 	$(BIN)/python apps/build_site.py site
 
