@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from nbconvert import HTMLExporter
 from PIL import Image
-from site_html import remote_references
+from site_html import NBCONVERT_PLACEHOLDER, assets, remote_references
 
 from browser import harness
 
@@ -177,6 +177,13 @@ def test_no_page_fetches_from_another_host(site):
     pages = sorted(site.glob("*.html"))
     problems = [p for page in pages for p in remote_references(page)]
     assert len(pages) > 10 and not problems, "pages that need the network:\n" + "\n".join(problems)
+
+
+def test_every_image_of_the_site_has_alt_text(site):
+    missing = [f"{page.name}: {img.get('src', '')[:40]} alt={img.get('alt')!r}"
+               for page in sorted(site.glob("*.html")) for img in assets(page).images
+               if not (img.get("alt") or "").strip() or img.get("alt") == NBCONVERT_PLACEHOLDER]
+    assert not missing, "images without alt text:\n" + "\n".join(missing)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
