@@ -49,6 +49,15 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def notebook7(tmp_path_factory):
+    """The session's Notebook 7 (`jupyter notebook`, the classic interface on JupyterLab 4)."""
+    server = harness.Notebook7(tmp_path_factory.mktemp("notebook7"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def lab_without_widgets(tmp_path_factory):
     """A second JupyterLab with the widget extension disabled: the negative control's."""
     server = harness.JupyterLab(tmp_path_factory.mktemp("lab-nowidgets"),

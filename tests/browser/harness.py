@@ -5,7 +5,8 @@ Used by the tests in this folder and by `bench/browser.py`. Nothing here times a
 verdict: waits have generous limits, and the measured latencies are only reported.
 
 - `widget_notebooks()`: the course notebooks with widgets to drive, read from the notebook files.
-- `run_notebook()`: open a clean copy in JupyterLab, Run All (retried: a Run All sent before the
+- `run_notebook()`: open a clean copy in JupyterLab (or Notebook 7: the server says where a
+  notebook opens), Run All (retried: a Run All sent before the
   kernel has connected can be lost), wait for the kernel, save and read the outputs back through
   /api/contents (no error allowed), and check that every widget view the kernel displayed is
   rendered as a widget in the page.
@@ -41,6 +42,7 @@ from browser.servers import (  # noqa: F401  (re-exported: the tests use harness
     WIDGET_MANAGER,
     BrowserTierError,
     JupyterLab,
+    Notebook7,
     Voila,
     ensure_chromium,
     launch_chromium,
@@ -136,7 +138,7 @@ def _wait(predicate, timeout: float, interval: float = 0.1):
 
 def open_notebook(page, lab: JupyterLab, src: Path, copy_name: str, *, timeout: float = 90.0):
     clean_copy(src, lab.root / copy_name)
-    page.goto(lab.url(f"/lab/tree/{copy_name}", reset=True))
+    page.goto(lab.url(lab.notebook_path(copy_name), reset=True))  # JupyterLab or Notebook 7
     page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for(
         state="attached", timeout=timeout * 1000)
 

@@ -243,6 +243,11 @@ class JupyterLab(_Server):
                 pass
         super().stop()
 
+    @staticmethod
+    def notebook_path(name: str) -> str:
+        """The page that opens notebook `name` (relative to the root) in this interface."""
+        return f"/lab/tree/{name}"
+
     def contents(self, name: str, content: bool = True) -> dict:
         """The file's model; content=False only stats the file (cheap enough to poll)."""
         return self.api("GET", f"/api/contents/{name}?content={int(content)}")
@@ -251,6 +256,23 @@ class JupyterLab(_Server):
         for session in self.api("GET", "/api/sessions"):
             if session.get("path") == name:
                 self.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+class Notebook7(JupyterLab):
+    """The classic interface, Notebook 7 (`jupyter notebook`): the same Jupyter server and page
+    config as JupyterLab, started with `python -m notebook`; a notebook opens at /notebooks/NAME."""
+
+    kind = "Notebook 7"
+
+    def __init__(self, workdir: Path, *, name: str = "notebook7"):
+        super().__init__(workdir, name=name)
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "notebook", *super()._command()[3:]]
+
+    @staticmethod
+    def notebook_path(name: str) -> str:
+        return f"/notebooks/{name}"
 
 
 class Voila(_Server):
