@@ -18,6 +18,7 @@ from nbclient.exceptions import CellExecutionError
 
 from mha_course.checks import EXERCISES
 from mha_course.grading import authoring
+from mha_course.install_cell import INSTALL_CELL_SOURCE, INSTALL_CELL_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, EXERCISES_DIR = ROOT / "solutions", ROOT / "exercises"
@@ -83,14 +84,52 @@ def test_exercise_notebook_is_clean_and_valid(name):
     assert nb.metadata.kernelspec.name == "python3"
     solution_regions = sum(c.source.count(authoring.BEGIN) for c in read(SOLUTIONS / name).cells)
     stubs = 0
+    hints = 0
     for cell in nb.cells:
         assert authoring.BEGIN not in cell.source and authoring.END not in cell.source
-        assert authoring.HINT not in cell.source
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-            assert "execution" not in cell.metadata
             stubs += len(authoring.stub_hints(cell.source))
-    assert stubs == solution_regions > 0
+            hints += sum(line.strip().startswith(authoring.HINT)
+                         for line in cell.source.split("\n"))
+    assert stubs == hints == solution_regions > 0  # each stub keeps its hint's comment
+
+
+SHIPPED = [ROOT / folder / name for folder in ("solutions", "exercises") for name in NAMES]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem[:4]}")
+def test_no_shipped_notebook_carries_run_timestamps(path):
+    """Cell metadata.execution (the instructor's run timestamps) would travel into nbgrader's
+    release; solutions are executed with --ExecutePreprocessor.record_timing=False or stripped
+    by `make exercises`."""
+    carrying = [i for i, c in enumerate(read(path).cells) if "execution" in c.metadata]
+    assert carrying == [], f"cells {carrying} carry metadata.execution: run `make exercises`"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem[:4]}")
+def test_first_code_cell_is_the_install_check(path):
+    nb = read(path)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first.source == INSTALL_CELL_SOURCE
+    assert INSTALL_CELL_TAG in first.metadata.get("tags", [])
+    assert "nbgrader" not in first.metadata  # a plain setup cell: neither graded nor a solution
+    if path.parent.name == "solutions":
+        assert first.outputs == [], "where the course is installed the cell prints nothing"
+
+
+def test_make_exercises_strips_run_timestamps_from_the_solutions(tmp_path):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    nb = read(SOLUTIONS / NAMES[0])
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00.000000Z"}
+    nbformat.write(nb, solutions / NAMES[0])
+    stale = authoring.stale_exercises(solutions, EXERCISES_DIR)
+    assert any(NAMES[0] in s and "metadata.execution" in s for s in stale), stale
+    authoring.make_exercises(solutions, tmp_path / "exercises")
+    assert (solutions / NAMES[0]).read_bytes() == (SOLUTIONS / NAMES[0]).read_bytes()
+    assert (tmp_path / "exercises" / NAMES[0]).read_bytes() == \
+        (EXERCISES_DIR / NAMES[0]).read_bytes()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -142,19 +181,24 @@ def tiny(source: str, graded_points=1):
 
 def test_stub_keeps_the_indentation_and_the_hint():
     nb = authoring.make_exercise(tiny(
-        'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    ### HINT: use "x" twice\n'
+        'def f(x):\n    """Doc."""\n    # HINT: use "x"\n    #   twice\n    ### BEGIN SOLUTION\n'
         '    return x + x\n    ### END SOLUTION\n\nprint(f(1))'))
-    assert nb.cells[0].source == ('def f(x):\n    """Doc."""\n'
+    assert nb.cells[0].source == ('def f(x):\n    """Doc."""\n    # HINT: use "x"\n    #   twice\n'
                                   '    raise NotImplementedError("use \\"x\\" twice")\n'
                                   '\nprint(f(1))')
     assert authoring.stub_hints(nb.cells[0].source) == ['use "x" twice']
 
 
 @pytest.mark.parametrize("source, message", [
-    ("### BEGIN SOLUTION\n### HINT: h\nx = 1", "is never closed"),
+    ("# HINT: h\n### BEGIN SOLUTION\nx = 1", "is never closed"),
     ("x = 1\n### END SOLUTION", "without ### BEGIN SOLUTION"),
-    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "has no '### HINT: ...' line"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n", "inside another region"),
+    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "has no '# HINT: ...' comment"),
+    ("# HINT: h\nx = 0\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "has no '# HINT: ...'"),
+    ("def f():\n# HINT: h\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION",
+     "(same indentation)"),
+    ("# HINT: h\n### BEGIN SOLUTION\n### HINT: h\nx = 1\n### END SOLUTION",
+     "move the hint above ### BEGIN SOLUTION"),
+    ("# HINT: h\n### BEGIN SOLUTION\n### BEGIN SOLUTION\n", "inside another region"),
 ])
 def test_malformed_regions_name_the_cell(source, message):
     with pytest.raises(authoring.SolutionFormatError, match="demo.ipynb, cell 0") as info:
@@ -188,7 +232,7 @@ def test_hints_do_not_give_the_solution_away(name):
 
 
 SOFTMAX_BACKWARD = ('def softmax_backward(A, dA, axis=-1):\n    """dL/dx."""\n'
-                    "    ### BEGIN SOLUTION\n    ### HINT: {hint}\n"
+                    "    # HINT: {hint}\n    ### BEGIN SOLUTION\n"
                     "    return A * (dA - (dA * A).sum(axis=axis, keepdims=True))"
                     "  # same shape as A\n"
                     "    ### END SOLUTION\n")

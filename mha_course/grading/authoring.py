@@ -1,19 +1,24 @@
 """Exercises from solutions: the solution notebooks are the single source.
 
-A solution notebook marks each answer with nbgrader's delimiters, plus one line for the stub:
+A solution notebook marks each answer with nbgrader's delimiters, and the hint in a comment right
+above them, so that nbgrader's `generate_assignment` keeps it in its release too:
 
     def softmax(x, axis=-1):
         \"\"\"...\"\"\"
+        # HINT: subtract the maximum along `axis` before np.exp (more comment lines
+        #   may follow: they belong to the hint)
         ### BEGIN SOLUTION
-        ### HINT: subtract the maximum along `axis` before np.exp
         ...the answer...
         ### END SOLUTION
 
 `make_exercise` replaces every region by `raise NotImplementedError("<the hint>")` at the same
-indentation (nbgrader keeps the region's first line indentation the same way), clears outputs and
-execution counts, and keeps the cell metadata that nbgrader reads. A graded cell carries
-`{"nbgrader": {"grade": true, "grade_id": ..., "points": ...}}`: the grader reads the points from
-there, and `grade_id` names the exercise in `mha_course.checks.EXERCISES`.
+indentation (nbgrader keeps the region's first line indentation the same way), keeps the hint's
+comment, clears outputs and execution counts, and keeps the cell metadata that nbgrader reads. A
+graded cell carries `{"nbgrader": {"grade": true, "grade_id": ..., "points": ...}}`: the grader
+reads the points from there, and `grade_id` names the exercise in `mha_course.checks.EXERCISES`.
+Solutions are stored without the cells' `metadata.execution` (run timestamps, which nbgrader's
+release would hand out): `make_exercises` strips them from the solutions too. The install-check
+cell (`mha_course.install_cell`) is a plain setup cell: neither graded nor stubbed.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import nbformat
 
 __all__ = ["BEGIN", "END", "HINT", "GradedCell", "SolutionFormatError", "make_exercise",
            "make_exercises", "stale_exercises", "graded_cells", "exercise_text", "stub_hints",
-           "SolutionRegion", "solution_regions", "hint_leaks", "notebook_hint_leaks"]
+           "SolutionRegion", "solution_regions", "hint_leaks", "notebook_hint_leaks",
+           "strip_execution_metadata"]
 
-BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "### HINT:"
+BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "# HINT:"
+_OLD_HINT = "### HINT:"  # the hint's former place, inside the region (nbgrader drops it there)
 _KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 _KEEP_CELL_METADATA = ("nbgrader", "tags", "editable", "deletable")
 
@@ -53,33 +60,74 @@ class GradedCell:
     cell_index: int
 
 
-def _stub_source(source: str, where: str) -> str:
-    lines, out = source.split("\n"), []
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _hint_above(lines: list[str], indent: str) -> tuple[int, str] | None:
+    """(index of the `# HINT:` line, the hint) for the comment lines that end `lines` at the
+    indentation `indent`; None when they hold no hint."""
+    k = len(lines)
+    while k > 0 and lines[k - 1].strip().startswith("#") and _indent(lines[k - 1]) == indent:
+        k -= 1
+        if lines[k].strip().startswith(HINT):
+            words = [lines[k].strip()[len(HINT):]] + [r.strip()[1:] for r in lines[k + 1:]]
+            return k, " ".join(w.strip() for w in words if w.strip())
+    return None
+
+
+def _split_regions(source: str, where: str) -> tuple[list[str], list[tuple]]:
+    """(the lines outside the regions, [(where the region was in them, the indentation of its
+    BEGIN line, its hint, its code lines)]); raises SolutionFormatError on a malformed region or
+    a missing hint."""
+    out: list[str] = []
+    regions: list[tuple] = []
     region: list[str] | None = None
-    indent = ""
-    for number, line in enumerate(lines, start=1):
+    hint = indent = ""
+    for number, line in enumerate(source.split("\n"), start=1):
         stripped = line.strip()
         if stripped.startswith(BEGIN):
             if region is not None:
                 raise SolutionFormatError(f"{where}, line {number}: {BEGIN} inside another region")
-            region, indent = [], line[: len(line) - len(line.lstrip())]
+            found = _hint_above(out, _indent(line))
+            if found is None:
+                raise SolutionFormatError(
+                    f"{where}, line {number}: the solution region has no '{HINT} ...' comment "
+                    f"right above {BEGIN} (same indentation): it becomes the stub's message, and "
+                    "nbgrader's release keeps it")
+            region, indent, hint = [], _indent(line), found[1]
         elif stripped.startswith(END):
             if region is None:
                 raise SolutionFormatError(f"{where}, line {number}: {END} without {BEGIN}")
-            hints = [r.strip()[len(HINT):].strip() for r in region if r.strip().startswith(HINT)]
-            if not hints:
-                raise SolutionFormatError(f"{where}, line {number}: the solution region has no "
-                                          f"'{HINT} ...' line, which becomes the stub's message")
-            message = json.dumps(" ".join(hints), ensure_ascii=False)
-            out.append(f"{indent}raise NotImplementedError({message})")
+            regions.append((len(out), indent, hint, region))
             region = None
         elif region is not None:
+            if stripped.startswith(_OLD_HINT):
+                raise SolutionFormatError(f"{where}, line {number}: move the hint above {BEGIN} "
+                                          f"as '{HINT} ...': nbgrader drops what is inside")
             region.append(line)
         else:
             out.append(line)
     if region is not None:
         raise SolutionFormatError(f"{where}: {BEGIN} is never closed by {END}")
+    return out, regions
+
+
+def _stub_source(source: str, where: str) -> str:
+    out, regions = _split_regions(source, where)
+    for at, indent, hint, _ in reversed(regions):
+        out.insert(at, f"{indent}raise NotImplementedError({json.dumps(hint, ensure_ascii=False)})")
     return "\n".join(out)
+
+
+def strip_execution_metadata(nb) -> int:
+    """Remove every cell's `metadata.execution` (run timestamps) in place; returns how many."""
+    stripped = 0
+    for cell in nb.cells:
+        if "execution" in cell.get("metadata", {}):
+            del cell.metadata["execution"]
+            stripped += 1
+    return stripped
 
 
 def graded_cells(nb, name: str = "notebook") -> list[GradedCell]:
@@ -139,12 +187,26 @@ def _solution_paths(solutions_dir: Path) -> list[Path]:
     return paths
 
 
+def _without_timestamps(path: Path) -> str | None:
+    """The text of a solution notebook without its cells' `metadata.execution`, or None when it
+    carries none."""
+    nb = nbformat.read(path, as_version=4)
+    if not strip_execution_metadata(nb):
+        return None
+    text = nbformat.writes(nb, version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def make_exercises(solutions_dir: Path, exercises_dir: Path) -> list[Path]:
     """Write exercises_dir/<name>.ipynb for every solutions_dir/<name>.ipynb; remove exercise
-    notebooks that no longer have a solution. Returns the paths written."""
+    notebooks that no longer have a solution; strip the solutions' run timestamps (cell
+    `metadata.execution`) in place. Returns the exercise paths written."""
     exercises_dir = Path(exercises_dir)
     sources = _solution_paths(solutions_dir)
     texts = {p.name: exercise_text(p) for p in sources}  # all or nothing: fail before writing
+    for path in sources:
+        if (clean := _without_timestamps(path)) is not None:
+            path.write_text(clean, encoding="utf-8")
     exercises_dir.mkdir(parents=True, exist_ok=True)
     for old in exercises_dir.glob("*.ipynb"):
         if old.name not in texts:
@@ -160,15 +222,19 @@ def make_exercises(solutions_dir: Path, exercises_dir: Path) -> list[Path]:
 
 def stale_exercises(solutions_dir: Path, exercises_dir: Path) -> list[str]:
     """Names of exercise notebooks that are missing, different from what `make_exercises` would
-    write, or left over without a solution. Empty when exercises_dir is up to date."""
+    write, or left over without a solution, and of solutions that carry run timestamps. Empty
+    when exercises_dir is up to date."""
     exercises_dir = Path(exercises_dir)
     stale = []
-    expected = {p.name: exercise_text(p) for p in _solution_paths(solutions_dir)}
+    sources = _solution_paths(solutions_dir)
+    expected = {p.name: exercise_text(p) for p in sources}
     for name, text in expected.items():
         target = exercises_dir / name
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             stale.append(name)
     stale += sorted(p.name for p in exercises_dir.glob("*.ipynb") if p.name not in expected)
+    stale += [f"{p.parent.name}/{p.name} (run timestamps in cell metadata.execution)"
+              for p in sources if _without_timestamps(p) is not None]
     return stale
 
 
@@ -193,22 +259,11 @@ class SolutionRegion:
     code: tuple[str, ...]
 
 
-def solution_regions(source: str) -> list[SolutionRegion]:
-    """The regions of a solution cell, in order (the cell is assumed well formed: see
-    `make_exercise` for the checks)."""
-    regions, lines = [], None
-    for line in source.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith(BEGIN):
-            lines = []
-        elif stripped.startswith(END) and lines is not None:
-            hints = [r.strip()[len(HINT):].strip() for r in lines if r.strip().startswith(HINT)]
-            code = tuple(r for r in lines if not r.strip().startswith(HINT))
-            regions.append(SolutionRegion(" ".join(hints), code))
-            lines = None
-        elif lines is not None:
-            lines.append(line)
-    return regions
+def solution_regions(source: str, where: str = "cell") -> list[SolutionRegion]:
+    """The regions of a solution cell, in order; raises SolutionFormatError where the cell is
+    malformed (see `make_exercise`)."""
+    return [SolutionRegion(hint, tuple(code))
+            for _, _, hint, code in _split_regions(source, where)[1]]
 
 
 _TRIVIAL_NAMES = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
@@ -266,7 +321,8 @@ def notebook_hint_leaks(nb, name: str = "notebook") -> list[str]:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or BEGIN not in cell.source:
             continue
-        for number, region in enumerate(solution_regions(cell.source), start=1):
+        regions = solution_regions(cell.source, f"{name}, cell {index}")
+        for number, region in enumerate(regions, start=1):
             found += [f"{name}, cell {index}, region {number}: {problem}"
                       for problem in hint_leaks(region)]
     return found
