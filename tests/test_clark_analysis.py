@@ -2,7 +2,8 @@
 (built as in test_load_bert.py), and the published Clark et al. numbers beside a measured table.
 
 Oracles: the attention parked on [CLS] and [SEP] recomputed from `model.run` directly; the
-fixed-offset baselines, which depend on the parses alone, equal between two different models.
+fixed-offset baselines, which depend on the parses and the tokenizer's words, not on the weights:
+equal for two models that share a tokenizer, while their heads' accuracies differ.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ TEXTS = alignment.load_corpus()[:40]  # sentences 6, 7, 10 ... carry coreference
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clark")
-    names = ["3x4_uncased_vocab_safetensors", "2x4_cased_json_bin_finetuned"]
-    folders = {name: make_folder(root, name, SHAPES[name], seed)[0]
-               for seed, name in enumerate(names)}
+    name = "3x4_uncased_vocab_safetensors"
+    folders = {key: make_folder(tmp_path_factory.mktemp(key), name, SHAPES[name], seed)[0]
+               for key, seed in (("seed 0", 0), ("seed 1", 1))}
     parses = alignment.parse(TEXTS)
     results = {name: analyse_model_dir(str(folder), texts=TEXTS, parses=parses, environ={})
                for name, folder in folders.items()}
@@ -49,7 +49,7 @@ def test_model_dir_comes_from_the_argument_or_the_environment(tmp_path):
 def test_the_analysis_of_a_random_bert(setup):
     folders, results = setup
     name = "3x4_uncased_vocab_safetensors"
-    result = results[name]
+    result = results["seed 0"]
     assert (result.n_layers, result.n_heads, result.n_texts) == (3, 4, len(TEXTS))
     assert result.name.startswith(f"{name} (Bert(backend='numpy'")
     assert {r["relation"] for r in result.rows} == set(syntax.RELATIONS)
@@ -57,7 +57,7 @@ def test_the_analysis_of_a_random_bert(setup):
     assert all(result.scores[role].shape == (3, 4) for role in ("local", "syntactic", "duplicate"))
     assert all(v.shape == (3,) for v in result.profile.values())
     # parking, recomputed from the model's own attention
-    cache = load_bert(folders[name]).run(TEXTS)
+    cache = load_bert(folders["seed 0"]).run(TEXTS)
     for token, column in (("[CLS]", lambda A, n: A[..., 1:n - 1, 0]),
                           ("[SEP]", lambda A, n: A[..., 1:n - 1, n - 1])):
         rows = np.concatenate([column(cache.attention_of(b), n).transpose(2, 0, 1)
@@ -68,16 +68,15 @@ def test_the_analysis_of_a_random_bert(setup):
     assert "beside the published BERT-base numbers (percent):" in lines
 
 
-def test_baselines_depend_on_the_parses_only(setup):
+def test_baselines_do_not_depend_on_the_weights(setup):
     _, results = setup
     a, b = results.values()
     assert [r["baseline_accuracy"] for r in a.rows] == [r["baseline_accuracy"] for r in b.rows]
     assert [r["accuracy"] for r in a.rows] != [r["accuracy"] for r in b.rows]
-    assert (b.n_layers, b.n_heads) == (2, 4)
 
 
 def test_an_unsupported_folder_is_named(setup, tmp_path):
-    folder = setup[0]["3x4_uncased_vocab_safetensors"]
+    folder = setup[0]["seed 0"]
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     with pytest.raises(ValueError, match="model_type='roberta'"):
         analyse_model_dir(tmp_path, environ={})
@@ -94,6 +93,9 @@ def test_comparison_takes_the_better_direction_and_labels_the_paper():
     assert (row["relation"], row["best_head"], row["accuracy"]) == ("det", "L1H2", 0.9)
     assert (row["paper_head"], row["paper_accuracy"]) == CLARK_2019_TABLE1["det"][:2]
     lines = clark_comparison_lines([row])
-    assert "paper" in lines[0] and "Clark et al. 2019" in lines[1] and " 90.0" in lines[2]
+    assert "BERT-base (paper: Clark et al. 2019)" in lines[0] and "MiniLM (measured)" in lines[0]
+    assert lines[2].split() == ["det", "|", "L1H2", "90.0", "50.0", "|", "8-11",
+                                f"{CLARK_2019_TABLE1['det'][1]:.1f}",
+                                f"{CLARK_2019_TABLE1['det'][2]:.1f}"]
     with pytest.raises(TypeError, match="clark_rows"):
         clark_comparison("det")

@@ -67,12 +67,14 @@ def clark_comparison(rows: list[dict]) -> list[dict]:
 
 
 def clark_comparison_lines(comparison: list[dict], model: str = "MiniLM") -> list[str]:
-    """`clark_comparison` as aligned text lines (percent), the paper's columns labelled."""
-    lines = [f"{'relation':<9}{model + ': head':>14}{'acc.':>6}{'offset':>8} |"
-             f"{'paper: head':>12}{'acc.':>6}{'offset':>8}",
-             f"{'':<9}{'(its better direction)':>36} |{'(BERT-base, Clark et al. 2019)':>26}"]
+    """`clark_comparison` as aligned text lines (percent), the paper's columns labelled: the
+    best head, its accuracy and the best fixed offset's accuracy on each side."""
+    ours, paper = f"{model} (measured)", "BERT-base (paper: Clark et al. 2019)"
+    lines = [f"{'':<9}| {ours:<24}| {paper}",
+             f"{'relation':<9}| {'head':<8}{'acc.':>6}{'offset':>8}  | {'head':<8}{'acc.':>6}"
+             f"{'offset':>8}"]
     for r in comparison:
-        lines.append(f"{r['relation']:<9}{r['best_head']:>14}{100 * r['accuracy']:6.1f}"
-                     f"{100 * r['baseline_accuracy']:8.1f} |{r['paper_head']:>12}"
+        lines.append(f"{r['relation']:<9}| {r['best_head']:<8}{100 * r['accuracy']:6.1f}"
+                     f"{100 * r['baseline_accuracy']:8.1f}  | {r['paper_head']:<8}"
                      f"{r['paper_accuracy']:6.1f}{r['paper_baseline']:8.1f}")
     return lines
