@@ -11,6 +11,7 @@ folder. Only the last test needs MiniLM's package (tier `minilm`, through its fi
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from importlib import resources
@@ -47,8 +48,10 @@ SHAPES = {
 }
 
 
-def train_tokenizer(cased: bool) -> Tokenizer:
-    """A BERT WordPiece tokenizer trained on the course's corpus."""
+@functools.lru_cache(maxsize=2)
+def _trained(cased: bool) -> str:
+    """A BERT WordPiece tokenizer trained on the course's corpus, as JSON (trained once per
+    casing)."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=not cased)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -58,7 +61,12 @@ def train_tokenizer(cased: bool) -> Tokenizer:
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
     tok.decoder = decoders.WordPiece()
-    return tok
+    return tok.to_str()
+
+
+def train_tokenizer(cased: bool) -> Tokenizer:
+    """A fresh copy of the trained tokenizer of that casing."""
+    return Tokenizer.from_str(_trained(cased))
 
 
 def randomise(model: torch.nn.Module, seed: int) -> None:

@@ -2,7 +2,9 @@
 
 - `toy_language`: the toy language with planted relations (sentences with gold annotations);
 - `toy_model`: the toy Transformer (model, training, checkpoints), `ToyTransformer.run`;
-- `minilm`: all-MiniLM-L6-v2 on the course's attention (NumPy and PyTorch), `MiniLM.run`;
+- `bert`: any BERT checkpoint folder on disk on the course's attention (NumPy and PyTorch),
+  `load_bert(path)`, `Bert.run`;
+- `minilm`: all-MiniLM-L6-v2, one such folder shipped as a package, `load_minilm()`;
 - `induction`: the causal attention-only model (previous-token and induction heads),
   `AttnOnlyTransformer.run`;
 - `cache`: `Cache`, the named NumPy arrays that `run` returns (attention, per-head outputs Z_i,
