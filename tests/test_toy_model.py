@@ -347,3 +347,32 @@ def test_pack_keeps_every_sentence_whole_and_to_itself():
         assert p.mask[r, j:j + n, j:j + n].all() and not p.mask[r, j:j + n][:, outside].any()
     with pytest.raises(ValueError, match="does not fit rows of 8"):
         toy_train.pack(inputs, targets, words, lengths, capacity=8)
+
+
+def test_early_readout_asks_the_first_layer_and_adds_to_the_loss():
+    """`early_readout` > 0 reads the neighbour and the closer from the first block's output
+    (`streams()[0]`): the loss grows by its weight times those two cross-entropies, whose
+    gradient reaches the first layer's attention; `streams()[-1]` is `forward().final`."""
+    config = replace(TINY, early_readout=0.5)
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(config)
+    sentences = lang.generate(6, seed=3)
+    arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
+    tensors = [torch.from_numpy(a) for a in arrays]
+    heads = toy_train.governor_positions(sentences, arrays[0].shape[1])
+    model.eval()
+    streams = model.streams(tensors[0], tensors[3])
+    assert len(streams) == config.n_layers
+    torch.testing.assert_close(streams[-1], model(tensors[0], tensors[3]).final)
+
+    def loss(weight):
+        model.config = replace(config, early_readout=weight)
+        return toy_train._loss(model, *tensors, governors=heads)
+
+    with_early, without = loss(0.5), loss(0.0)
+    assert float(with_early) > float(without)  # two cross-entropies, each > 0
+    model.zero_grad()
+    (loss(1.0) - loss(0.0)).backward()  # the early read-outs' part alone
+    assert model.early_closer_out.weight.grad.abs().sum() > 0
+    assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
+    assert model.blocks[1].attn.W_Q.grad is None or model.blocks[1].attn.W_Q.grad.abs().sum() == 0
