@@ -229,3 +229,18 @@ def test_minilm_is_one_bert_folder(minilm):
     a, b = ours.run(TEXTS[:2]), minilm.run(TEXTS[:2])
     assert np.array_equal(a.attention, b.attention) and np.array_equal(a.residual, b.residual)
     assert repr(minilm).startswith("MiniLM(backend='numpy'")
+
+
+def test_minilm_from_vocab_txt_tokenizes_as_from_tokenizer_json(minilm, tmp_path):
+    """A real vocabulary (30,522 pieces, uncased, accents stripped): the tokenizer built from
+    vocab.txt alone gives the ids of MiniLM's tokenizer.json and of transformers' from vocab.txt."""
+    source = model_path()
+    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
+        (tmp_path / name).symlink_to(source / name)
+    model = load_bert(tmp_path)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    texts = TEXTS + ["Temperatures of -5°C 🌡️ in 東京, naïve [CLS] and [MASK] tokens.",
+                     "E-mail jane.doe@example.com or visit https://example.org/page?id=7."]
+    for text in texts:
+        ids = model.encode(text).input_ids.tolist()
+        assert ids == minilm.encode(text).input_ids.tolist() == hf_tok(text)["input_ids"], text
