@@ -165,8 +165,9 @@ def build_bundle(out: Path, exercises: Path | None = None, seed: int | None = No
 def _collect(submission: Path, folder: Path, names: list[str]) -> list[str]:
     """Copy the submission (regular files) into `folder`; a notebook found only below the top
     (one match, e.g. a zipped folder) is put at the top. Returns notes for the feedback."""
-    notes = copy_regular_files(submission, folder) if submission.is_dir() else \
-        [f"no submission folder ({submission})"]
+    folder.mkdir(parents=True)
+    notes = (copy_regular_files(submission, folder) if submission.is_dir()
+             else [f"no submission folder ({submission})"])
     for name in names:
         if (folder / name).exists():
             continue
