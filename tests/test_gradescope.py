@@ -186,3 +186,11 @@ def test_a_grader_that_cannot_start_still_writes_results(bundle, tmp_path):
     assert run.returncode != 0
     assert results["score"] == 0 and "autograder failed" in results["output"]
     assert stat.S_ISREG((tmp_path / "results" / "results.json").stat().st_mode)
+
+
+def test_an_empty_submission_is_graded_as_missing_notebooks(bundle, tmp_path):
+    run, results, _ = autograde(bundle, tmp_path, {})
+    assert run.returncode == 0, run.stdout + run.stderr
+    check_schema(results)
+    assert results["score"] == 0
+    assert all("was not submitted" in t["output"] for t in results["tests"]), results["tests"]
