@@ -244,3 +244,11 @@ def test_minilm_from_vocab_txt_tokenizes_as_from_tokenizer_json(minilm, tmp_path
     for text in texts:
         ids = model.encode(text).input_ids.tolist()
         assert ids == minilm.encode(text).input_ids.tolist() == hf_tok(text)["input_ids"], text
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_unreadable_weights_name_the_file(folders, tmp_path, weights):
+    folder = _copy(folders["1x2_uncased_json_safetensors"][0], tmp_path, drop=["model.safetensors"])
+    (folder / weights).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=rf"{weights} could not be read as"):
+        load_bert(folder)

@@ -172,9 +172,15 @@ def _layer(t: dict, i: int, n_heads: int) -> LayerParams:
 
 def _read(file: Path) -> dict:
     """One weights file as {name: tensor}: safetensors, or torch's weights-only unpickler."""
-    if file.suffix == ".safetensors":
-        return load_file(str(file))
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(str(file))
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors and torch raise many kinds: say which file failed
+        raise ValueError(f"{file} could not be read as "
+                         f"{'safetensors' if file.suffix == '.safetensors' else 'a state dict'} "
+                         f"(torch.load(..., weights_only=True) for .bin): {type(e).__name__}: "
+                         f"{e}") from e
     if not isinstance(state, dict):
         raise ValueError(f"{file} must hold a state dict (name -> tensor); "
                          f"got {type(state).__name__}")
