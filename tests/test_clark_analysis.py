@@ -19,6 +19,7 @@ from mha_course.analysis.published import (
     CLARK_2019_TABLE1,
     clark_comparison,
     clark_comparison_lines,
+    paper_head,
 )
 from mha_course.experiments.clark import analyse_model_dir, model_dir
 from mha_course.models.bert import load_bert
@@ -84,18 +85,25 @@ def test_an_unsupported_folder_is_named(setup, tmp_path):
         analyse_model_dir(folder.parent, environ={})
 
 
-def test_comparison_takes_the_better_direction_and_labels_the_paper():
-    rows = [{"relation": "det", "direction": d, "direction_words": d, "best_head": head,
+def test_comparison_takes_the_papers_direction_and_labels_the_paper():
+    rows = [{"relation": rel, "direction": d, "direction_words": d, "best_head": name,
              "accuracy": acc, "baseline_accuracy": 0.5, "n_arcs": 10}
-            for d, head, acc in (("dep_to_head", "L1H2", 0.9), ("head_to_dep", "L0H0", 0.3))]
-    rows.append({**rows[0], "relation": "conj"})  # not in the paper's table: left out
-    (row,) = clark_comparison(rows)
-    assert (row["relation"], row["best_head"], row["accuracy"]) == ("det", "L1H2", 0.9)
-    assert (row["paper_head"], row["paper_accuracy"]) == CLARK_2019_TABLE1["det"][:2]
-    lines = clark_comparison_lines([row])
-    assert "BERT-base (paper: Clark et al. 2019)" in lines[0] and "MiniLM (measured)" in lines[0]
-    assert lines[2].split() == ["det", "|", "L1H2", "90.0", "50.0", "|", "8-11",
-                                f"{CLARK_2019_TABLE1['det'][1]:.1f}",
-                                f"{CLARK_2019_TABLE1['det'][2]:.1f}"]
+            for rel, d, name, acc in (("det", "dep_to_head", "L1H2", 0.9),
+                                      ("det", "head_to_dep", "L0H0", 0.95),
+                                      ("pobj", "dep_to_head", "L0H1", 0.8),
+                                      ("pobj", "head_to_dep", "L2H2", 0.7),
+                                      ("conj", "dep_to_head", "L0H0", 0.5))]  # conj: not in it
+    pobj, det = clark_comparison(rows)  # in the paper's table's order
+    assert (det["relation"], det["best_head"], det["accuracy"]) == ("det", "L1H2", 0.9)
+    assert (pobj["relation"], pobj["best_head"], pobj["accuracy"]) == ("pobj", "L2H2", 0.7)
+    (layer, head), _, accuracy, baseline = CLARK_2019_TABLE1["det"]
+    assert (det["paper_head"], det["paper_accuracy"]) == (f"L{layer}H{head}", accuracy)
+    assert paper_head(7, 10) == "8-11" and det["paper_label"] == paper_head(layer, head)
+    lines = clark_comparison_lines([det])
+    assert "BERT-base (paper: Clark et al. 2019, Table 1)" in lines[0]
+    assert "MiniLM (measured)" in lines[0]
+    assert lines[2].split() == ["det", "dep", "→", "head", "|", "L1H2", "90.0", "50.0", "|",
+                                f"L{layer}H{head}", f"({paper_head(layer, head)})",
+                                f"{accuracy:.1f}", f"{baseline:.1f}"]
     with pytest.raises(TypeError, match="clark_rows"):
         clark_comparison("det")
