@@ -131,6 +131,7 @@ def _gradescope(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path}: upload it as the assignment's autograder on Gradescope")
+    print(gradescope.timing_note(args.exercises, args.timeout, args.jobs))
     return 0
 
 
@@ -249,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="the exercise notebooks handed out (default: exercises/ of the course)")
     scope.add_argument("--seed", type=int, default=None,
                        help="seed of the hidden inputs (default: a random one, kept in the zip)")
-    scope.add_argument("--timeout", type=float, default=120.0,
-                       help="wall-clock seconds per notebook (default 120)")
-    scope.add_argument("--memory-mb", type=int, default=2048,
+    scope.add_argument("--timeout", type=float, default=45.0,
+                       help="wall-clock seconds per notebook (default 45)")
+    scope.add_argument("--memory-mb", type=int, default=512,
                        help="memory a notebook may allocate beyond the course's libraries "
-                            "(default 2048 MiB)")
-    scope.add_argument("--jobs", type=int, default=2,
-                       help="notebooks run in parallel per submission (default 2)")
+                            "(default 512 MiB)")
+    scope.add_argument("--jobs", type=int, default=1,
+                       help="notebooks run in parallel per submission (default 1; Gradescope "
+                            "gives half a CPU unless its settings give more)")
     scope.add_argument("--visibility", default="visible",
                        choices=("visible", "after_due_date", "after_published", "hidden"),
                        help="when students see the results (default: visible)")

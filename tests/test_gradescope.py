@@ -133,7 +133,7 @@ def test_bundle_follows_gradescope_layout(bundle):
     names_required = {r.split("==")[0].lower() for r in requirements}
     assert {"numpy", "nbformat", "ipython", "scikit-learn"} <= names_required
     assert "torch" not in names_required and "download.pytorch.org/whl/cpu" in setup
-    assert config == {"seed": 7, "timeout": 10, "memory_mb": 512, "jobs": 2,
+    assert config == {"seed": 7, "timeout": 10, "memory_mb": 512, "jobs": 1,
                       "visibility": "visible"}
 
 

@@ -40,7 +40,8 @@ from pathlib import Path
 from mha_course.grading import grader, report
 from mha_course.grading.submissions import copy_regular_files, default_exercises_dir
 
-__all__ = ["VISIBILITIES", "build_bundle", "results_json", "run", "main"]
+__all__ = ["VISIBILITIES", "build_bundle", "worst_case_seconds", "timing_note", "results_json",
+           "run", "main"]
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 STUDENT = "submission"  # the one student folder run() grades
@@ -116,14 +117,35 @@ def _requirements() -> list[str]:
     return lines
 
 
+def worst_case_seconds(n_notebooks: int, timeout: float, jobs: int) -> float:
+    """How long one submission can take when every notebook runs to its limit (plus the 3 s grace
+    and about 30 s to start the grader on a slow CPU)."""
+    waves = -(-n_notebooks // jobs)
+    return waves * (timeout + 3.0) + 30.0
+
+
+def timing_note(exercises: Path | None, timeout: float, jobs: int) -> str:
+    """What the instructor must know about Gradescope's overall timeout."""
+    n = len(grader.load_assignment(exercises or default_exercises_dir()))
+    worst = worst_case_seconds(n, timeout, jobs)
+    return (f"a submission whose {n} notebooks all run to the time limit ({timeout:g} s each, "
+            f"{jobs} at a time) takes about {worst:.0f} s: Gradescope's overall timeout (10 "
+            f"minutes unless raised in its Autograder Settings) must be longer"
+            + ("" if worst < 600 else "; raise it, or lower --timeout"))
+
+
 def _torch_version() -> str:
     return importlib.metadata.version("torch").split("+")[0]
 
 
 def build_bundle(out: Path, exercises: Path | None = None, seed: int | None = None,
-                 timeout: float = 120.0, memory_mb: int = 2048, jobs: int = 2,
+                 timeout: float = 45.0, memory_mb: int = 512, jobs: int = 1,
                  visibility: str = "visible") -> Path:
-    """Write the autograder zip to `out`; seed None: a fresh random seed for the hidden cases."""
+    """Write the autograder zip to `out`; seed None: a fresh random seed for the hidden cases.
+
+    The defaults fit Gradescope's default container (half a CPU, 768 MB, 10 minutes in all): one
+    notebook at a time, and every notebook of a submission at its time limit still ends in time
+    (`worst_case_seconds`)."""
     out = Path(out)
     if out.suffix != ".zip":
         raise ValueError(f"the bundle must be a .zip file (Gradescope takes a zip); got {out}")
