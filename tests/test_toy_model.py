@@ -349,11 +349,12 @@ def test_pack_keeps_every_sentence_whole_and_to_itself():
         toy_train.pack(inputs, targets, words, lengths, capacity=8)
 
 
-def test_early_readout_asks_the_first_layer_and_adds_to_the_loss():
-    """`early_readout` > 0 reads the neighbour and the closer from the first block's output
-    (`streams()[0]`): the loss grows by its weight times those two cross-entropies, whose
-    gradient reaches the first layer's attention; `streams()[-1]` is `forward().final`."""
-    config = replace(TINY, early_readout=0.5)
+def test_early_readouts_ask_the_first_layer_and_add_to_the_loss():
+    """`early_neighbour` and `early_closer` > 0 read the neighbour and the closer from the first
+    block's output (`streams()[0]`): the loss grows by their weights times those
+    cross-entropies, whose gradient reaches the first layer's attention and not the second's;
+    `streams()[-1]` is `forward().final`."""
+    config = replace(TINY, early_neighbour=0.5, early_closer=0.5)
     torch.manual_seed(0)
     model = toy_model.ToyTransformer(config)
     sentences = lang.generate(6, seed=3)
@@ -365,14 +366,16 @@ def test_early_readout_asks_the_first_layer_and_adds_to_the_loss():
     assert len(streams) == config.n_layers
     torch.testing.assert_close(streams[-1], model(tensors[0], tensors[3]).final)
 
-    def loss(weight):
-        model.config = replace(config, early_readout=weight)
+    def loss(neighbour, closer):
+        model.config = replace(config, early_neighbour=neighbour, early_closer=closer)
         return toy_train._loss(model, *tensors, governors=heads)
 
-    with_early, without = loss(0.5), loss(0.0)
-    assert float(with_early) > float(without)  # two cross-entropies, each > 0
-    model.zero_grad()
-    (loss(1.0) - loss(0.0)).backward()  # the early read-outs' part alone
-    assert model.early_closer_out.weight.grad.abs().sum() > 0
-    assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
-    assert model.blocks[1].attn.W_Q.grad is None or model.blocks[1].attn.W_Q.grad.abs().sum() == 0
+    without = float(loss(0.0, 0.0))
+    assert float(loss(0.5, 0.0)) > without and float(loss(0.0, 0.5)) > without
+    for weights, used in (((1.0, 0.0), "early_neighbour_out"), ((0.0, 1.0), "early_closer_out")):
+        model.zero_grad()
+        (loss(*weights) - loss(0.0, 0.0)).backward()  # one early read-out's part alone
+        assert getattr(model, used).weight.grad.abs().sum() > 0
+        assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
+        second = model.blocks[1].attn.W_Q.grad
+        assert second is None or second.abs().sum() == 0

@@ -59,9 +59,10 @@ class ToyConfig:
     closer_loss: float = 1.0  # weight of "also name your sentence's closing delimiter" (0: off)
     world_loss: float = 0.25  # weight of "also name your sentence's world" (0: off)
     subject_loss: float = 0.25  # weight of "a verb also names its subject's lemma" (0: off)
-    early_readout: float = 0.0  # weight of the neighbour and closer read-outs asked again of the
-    # first layer's output (0: off): after one layer a word can know them only by attending to
-    # its left neighbour and to its closer, so layer 0 must grow a previous-word and a closer head
+    early_neighbour: float = 0.0  # weight of the neighbour read-out asked again of the first
+    # layer's output (0: off): after one layer a word knows its left neighbour only by attending
+    # to it, so layer 0 must grow a previous-word head
+    early_closer: float = 0.0  # the same for the closer read-out (a closer head in layer 0)
     head_dropout: float = 0.0  # each step, each head of each packed row is off with this
     # probability and the others scaled by 1 / (1 - p) (DropHead): a role must not rest on a pair
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step

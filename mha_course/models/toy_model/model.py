@@ -111,8 +111,9 @@ class ToyTransformer(nn.Module):
             self.world_out = nn.Linear(config.d_model, len(lang.WORLDS))
         if config.subject_loss > 0:  # a fifth, at verbs: what is my subject (its lemma)?
             self.subject_out = nn.Linear(config.d_model, config.d_model)
-        if config.early_readout > 0:  # the same two questions, asked after the first layer
+        if config.early_neighbour > 0:  # the same questions, asked after the first layer
             self.early_neighbour_out = nn.Linear(config.d_model, config.d_model)
+        if config.early_closer > 0:
             self.early_closer_out = nn.Linear(config.d_model, len(lang.CLOSERS))
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
@@ -148,7 +149,8 @@ class ToyTransformer(nn.Module):
                 positions: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 head_gates=None) -> list[torch.Tensor]:
         """The stream after each block, the last one through the final LN: n_layers tensors
-        (batch, n, d_model); arguments as `hidden`. `ToyConfig.early_readout` reads the first."""
+        (batch, n, d_model); arguments as `hidden`. `ToyConfig.early_neighbour` and
+        `early_closer` read the first."""
         _, residual = self._blocks(ids, lengths, head_gates, positions, mask)
         return [*residual[1:-1], self.ln_out(residual[-1])]  # n_layers x (batch, n, d_model)
 

@@ -112,12 +112,13 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
     if config.closer_loss > 0:
         loss = loss + config.closer_loss * F.cross_entropy(model.closer_out(words),
                                                            p.closer[p.loss_mask])
-    if config.early_readout > 0:  # the same two questions after the first layer
-        first = streams[0]  # (rows, capacity, d_model)
-        early = _neighbour_loss(model, model.early_neighbour_out, first, p, "lemma")
-        early = early + F.cross_entropy(model.early_closer_out(first[p.loss_mask]),
-                                        p.closer[p.loss_mask])
-        loss = loss + config.early_readout * early
+    first = streams[0]  # (rows, capacity, d_model): after the first layer
+    if config.early_neighbour > 0:  # the same questions, asked after the first layer
+        loss = loss + config.early_neighbour * _neighbour_loss(
+            model, model.early_neighbour_out, first, p, "lemma")
+    if config.early_closer > 0:
+        loss = loss + config.early_closer * F.cross_entropy(
+            model.early_closer_out(first[p.loss_mask]), p.closer[p.loss_mask])
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
