@@ -47,7 +47,7 @@ def lay_out(bundle: Path, root: Path, notebooks: list[Path]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=100)
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks in parallel per submission")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks in parallel per submission")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mha-gradescope-bench-") as tmp:

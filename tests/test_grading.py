@@ -266,18 +266,25 @@ def test_running_out_of_memory_is_named_as_the_cause_of_a_later_death(tmp_path):
     for student, death in LATER_DEATHS.items():
         write(with_sdpa(lambda s: s, extra_cells=[MEMORY_HOG, "x = 1", death]),
               subs / student / EX01)
+    write(with_sdpa(lambda s: s, extra_cells=[LATER_DEATHS["killed_later"]]),
+          subs / "killed_only" / EX01)
     result = run_grader(subs, tmp_path / "out" / "gradebook.csv", "--exercises", str(assignment),
                         "--timeout", "30", "--memory-mb", "128")
     assert result.returncode == 0, result.stderr
-    assert "not graded normally: 2 memory" in result.stdout, result.stdout
+    assert "not graded normally: 1 crashed, 2 memory" in result.stdout, result.stdout
     hog, death_cell = f"code cell {n_cells + 1} (`import numpy as np`)", f"code cell {n_cells + 3}"
     for student, then in (("exits_later", "then ended (code 1)"),
                           ("killed_later", "was then killed (SIGKILL)")):
         text = (tmp_path / "out" / "feedback" / f"{student}.md").read_text()
         assert f"ran out of memory (limit 128 MiB) while running {hog}" in text, text
         assert f"its process {then} while running {death_cell}" in text, text
-        assert "os._exit() or a crash" not in text and "out of memory?" not in text, text
+        assert "os._exit() or a crash" not in text and "out-of-memory killer" not in text, text
         assert read_gradebook(tmp_path / "out" / "gradebook.csv")[student]["total"] == "0"
+    # killed without a MemoryError first, as by the OOM killer when the machine's memory runs out
+    text = (tmp_path / "out" / "feedback" / "killed_only.md").read_text()
+    assert (f"killed (SIGKILL: most likely the system's out-of-memory killer, the machine's memory "
+            f"having run out before the grader's limit of 128 MiB) while running code cell "
+            f"{n_cells + 1}") in text, text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,6 +388,8 @@ if layer == "all":
     attempt("memory", lambda: bytearray(1 << 30))
     attempt("signal_grader", lambda: os.kill(os.getppid(), 0))
     attempt("subprocess", lambda: __import__("subprocess").run(["true"]))
+    if sys.platform.startswith("linux"):
+        results["oom_score_adj"] = open("/proc/self/oom_score_adj").read().strip()
 print(json.dumps(results))
 """
 
@@ -418,3 +427,5 @@ def test_confine_limits_memory_signals_and_processes(tmp_path):
     assert results["write_inside"] == results["read_library"] == "done"
     assert results["memory"] == "MemoryError"
     assert results["signal_grader"] == results["subprocess"] == "PermissionError"
+    if sys.platform.startswith("linux"):  # the out-of-memory killer picks the notebook first
+        assert results["oom_score_adj"] == "1000"

@@ -3,7 +3,7 @@
 Three layers, each set up in the fresh child process just before the student's first cell:
 
 1. `resource.setrlimit` (Linux, macOS): address space (the memory limit), CPU seconds, file size,
-   open files, no core dumps.
+   open files, no core dumps; on Linux the process is also the out-of-memory killer's first pick.
 2. Landlock (Linux 5.13+, unprivileged): the kernel refuses writes anywhere but the working copy
    (and /dev/null), reads under the folders the grader names (the submissions, the other students'
    working copies), TCP connections, and signals to processes outside the sandbox (the grader).
@@ -60,6 +60,17 @@ def _vm_size() -> int:
     return 0
 
 
+def _first_for_the_oom_killer() -> None:
+    """Where the machine (or container) runs out of memory before the address-space limit does,
+    the kernel's out-of-memory killer picks this process, not the grader (Linux; raising one's own
+    score needs no privilege)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
 def _set_limits(limits: Limits) -> None:
     import resource
 
@@ -72,6 +83,7 @@ def _set_limits(limits: Limits) -> None:
 
     if sys.platform.startswith("linux"):  # macOS does not enforce RLIMIT_AS
         cap(resource.RLIMIT_AS, _vm_size() + limits.memory_mb * 2**20)
+        _first_for_the_oom_killer()
     cap(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5)
     cap(resource.RLIMIT_FSIZE, limits.file_mb * 2**20)
     cap(resource.RLIMIT_NOFILE, limits.open_files)

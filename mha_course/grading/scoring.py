@@ -134,11 +134,14 @@ def score(spec: Assignment, cells: list[str], messages: list[dict], timed_out: b
         fate = (f"the notebook ran out of memory{limit} while {out_of_memory}; its process {how} "
                 f"while {where}")
     elif not done:
+        limit = f" of {memory_mb} MiB" if memory_mb else ""
         if exitcode is not None and exitcode < 0:
             name = _signal_name(-exitcode)
             status = "crashed"
             fate = {"SIGXCPU": f"the notebook used more than its CPU time while {where}",
-                    "SIGKILL": f"the notebook's process was killed (out of memory?) while {where}",
+                    "SIGKILL": f"the notebook's process was killed (SIGKILL: most likely the "
+                               f"system's out-of-memory killer, the machine's memory having run "
+                               f"out before the grader's limit{limit}) while {where}",
                     }.get(name, f"the notebook's process crashed ({name}) while {where}")
         else:
             status = "exited"
