@@ -289,17 +289,23 @@ def test_hidden_is_forwards_final_stream():
                                model(inputs, lengths, head_gates=gates).final)
 
 
-def test_head_dropout_gates_heads_in_training_only():
-    """DropHead: in training mode each packed row loses each head with probability
-    head_dropout (the others scaled by 1 / (1 - p)), reproducibly for a torch seed; in eval mode
-    the loss is the one without it."""
-    config = replace(TINY, head_dropout=0.5)
+def _model_and_batch(config):
+    """A model of `config` (torch seed 0), a corrupted batch of six sentences as tensors
+    (inputs, targets, loss_mask, lengths) and their subjects' positions."""
     torch.manual_seed(0)
     model = toy_model.ToyTransformer(config)
     sentences = lang.generate(6, seed=3)
     arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
     tensors = [torch.from_numpy(a) for a in arrays]
-    heads = toy_train.governor_positions(sentences, arrays[0].shape[1])
+    return model, tensors, toy_train.governor_positions(sentences, arrays[0].shape[1])
+
+
+def test_head_dropout_gates_heads_in_training_only():
+    """DropHead: in training mode each packed row loses each head with probability
+    head_dropout (the others scaled by 1 / (1 - p)), reproducibly for a torch seed; in eval mode
+    the loss is the one without it."""
+    config = replace(TINY, head_dropout=0.5)
+    model, tensors, heads = _model_and_batch(config)
 
     def loss(dropout, training, seed=1):
         model.config = replace(config, head_dropout=dropout)
@@ -355,12 +361,7 @@ def test_early_readouts_ask_the_first_layer_and_add_to_the_loss():
     cross-entropies, whose gradient reaches the first layer's attention and not the second's;
     `streams()[-1]` is `forward().final`."""
     config = replace(TINY, early_neighbour=0.5, early_closer=0.5)
-    torch.manual_seed(0)
-    model = toy_model.ToyTransformer(config)
-    sentences = lang.generate(6, seed=3)
-    arrays = lang.corrupt_batch(sentences, np.random.default_rng(0))
-    tensors = [torch.from_numpy(a) for a in arrays]
-    heads = toy_train.governor_positions(sentences, arrays[0].shape[1])
+    model, tensors, heads = _model_and_batch(config)
     model.eval()
     streams = model.streams(tensors[0], tensors[3])
     assert len(streams) == config.n_layers
