@@ -62,8 +62,10 @@ def with_sdpa(body_edit, extra_cells=(), prepend_cells=()):
                 == "sdpa-solution")
     assert SCALE_LINE in cell.source
     cell.source = body_edit(cell.source)
+    setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                 and "install-check" not in c.metadata.get("tags", []))  # the imports
     for source in reversed(prepend_cells):
-        nb.cells.insert(2, nbformat.v4.new_code_cell(source))
+        nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(source))
     nb.cells += [nbformat.v4.new_code_cell(source) for source in extra_cells]
     return nb
 
