@@ -371,8 +371,8 @@ def test_early_readouts_ask_the_first_layer_and_add_to_the_loss():
         model.config = replace(config, early_neighbour=neighbour, early_closer=closer)
         return toy_train._loss(model, *tensors, governors=heads)
 
-    without = float(loss(0.0, 0.0))
-    assert float(loss(0.5, 0.0)) > without and float(loss(0.0, 0.5)) > without
+    without = loss(0.0, 0.0).item()
+    assert loss(0.5, 0.0).item() > without and loss(0.0, 0.5).item() > without
     for weights, used in (((1.0, 0.0), "early_neighbour_out"), ((0.0, 1.0), "early_closer_out")):
         model.zero_grad()
         (loss(*weights) - loss(0.0, 0.0)).backward()  # one early read-out's part alone
