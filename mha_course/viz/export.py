@@ -57,11 +57,16 @@ def position_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i}:{t}" for i, t in enumerate(tokens)]
 
 
-def _check_attention(A, tokens_q, tokens_k) -> np.ndarray:
+def _check_attention(A, tokens_q, tokens_k, stack: bool = False) -> np.ndarray:
+    """A as floats: one head's (n_q, n_k), or with `stack` also several (..., n_q, n_k)."""
     A = np.asarray(A, dtype=float)
-    if A.ndim != 2:
+    if stack and A.ndim > 2:
+        if A.shape[-2:] != (len(tokens_q), len(tokens_k)):
+            raise ValueError(f"attention must be (..., n, n) for its {len(tokens_q)} tokens; got "
+                             f"shape {A.shape}")
+    elif A.ndim != 2:
         raise ValueError(f"attention must be one head's (n_q, n_k) weights; got shape {A.shape}")
-    if (len(tokens_q), len(tokens_k)) != A.shape:
+    elif (len(tokens_q), len(tokens_k)) != A.shape:
         raise ValueError(f"attention {A.shape} needs {A.shape[0]} query tokens and {A.shape[1]} "
                          f"key tokens; got {len(tokens_q)} and {len(tokens_k)}")
     if not np.isfinite(A).all():
@@ -73,12 +78,12 @@ def save_attention(A, tokens: Sequence[str], path, *,
                    key_tokens: Sequence[str] | None = None) -> Path:
     """Write one head's attention A (n_q, n_k) with its token labels to `path`: CSV (a header
     row of keys, a first column of queries, "position:token") or NPZ (arrays `attention`,
-    `query_tokens`, `key_tokens`). `key_tokens` default to `tokens` (self-attention). Returns
-    the path written."""
+    `query_tokens`, `key_tokens`; NPZ also takes a stack (..., n_q, n_k) of several heads or
+    layers). `key_tokens` default to `tokens` (self-attention). Returns the path written."""
     path = Path(path)
     fmt = _suffix(path, DATA_FORMATS, "attention data's")
     key_tokens = list(tokens) if key_tokens is None else list(key_tokens)
-    A = _check_attention(A, list(tokens), key_tokens)
+    A = _check_attention(A, list(tokens), key_tokens, stack=fmt == "npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npz":
         np.savez(path, attention=A, query_tokens=np.array(list(tokens), dtype=str),
@@ -98,7 +103,8 @@ def _strip(labels: Sequence[str]) -> list[str]:
 
 
 def load_attention(path) -> tuple[np.ndarray, list[str], list[str]]:
-    """What `save_attention` wrote: (A (n_q, n_k), query tokens, key tokens)."""
+    """What `save_attention` wrote: (A (n_q, n_k), or (..., n_q, n_k) from an NPZ, query tokens,
+    key tokens)."""
     path = Path(path)
     fmt = _suffix(path, DATA_FORMATS, "attention data's")
     if fmt == "npz":

@@ -54,18 +54,9 @@ def write_figure(fig: Figure, folder: Path, stem: str, *, close: bool = True) ->
 
 def write_attention(A, tokens: Sequence[str], folder: Path, stem: str) -> Path:
     """One head's A (n_q, n_k) as folder/stem.csv; a stack (..., n, n) of several heads or
-    layers as folder/stem.npz, with the arrays `export.load_attention` reads."""
-    A = np.asarray(A, dtype=float)
-    if A.ndim == 2:
-        return save_attention(A, tokens, Path(folder) / f"{stem}.csv")
-    if A.ndim < 2 or A.shape[-2:] != (len(tokens), len(tokens)):
-        raise ValueError(f"attention must be (..., n, n) for its {len(tokens)} tokens; got shape "
-                         f"{A.shape}")
-    path = Path(folder) / f"{stem}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = np.array(list(tokens), dtype=str)  # (n,)
-    np.savez(path, attention=A, query_tokens=names, key_tokens=names)
-    return path
+    layers as folder/stem.npz (both through `export.save_attention`)."""
+    suffix = "csv" if np.ndim(A) == 2 else "npz"
+    return save_attention(A, tokens, Path(folder) / f"{stem}.{suffix}")
 
 
 @dataclass(eq=False)
