@@ -380,3 +380,45 @@ def test_early_readouts_ask_the_first_layer_and_add_to_the_loss():
         assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
         second = model.blocks[1].attn.W_Q.grad
         assert second is None or second.abs().sum() == 0
+
+
+def test_head_overlap_is_the_mean_pairwise_shared_mass_over_word_queries():
+    """`head_overlap` against a loop over head pairs on random weights, and at its ends: 1 for
+    two identical one-hot heads, 0 for heads on different keys, 1/n for uniform heads."""
+    g = torch.Generator().manual_seed(0)
+    weights = torch.softmax(torch.randn(3, 4, 5, 5, generator=g), dim=-1)  # (rows, h, n, n)
+    queries = torch.rand(3, 5, generator=g) > 0.4  # (rows, n)
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+    loop = torch.stack([sum((weights[r, i, q] * weights[r, j, q]).sum() for i, j in pairs) / 12
+                        for r in range(3) for q in range(5) if queries[r, q]]).mean()
+    torch.testing.assert_close(toy_train.head_overlap(weights, queries), loop)
+    one_hot = torch.zeros(1, 2, 3, 3)
+    one_hot[..., 0] = 1
+    everywhere = torch.ones(1, 3, dtype=torch.bool)
+    assert toy_train.head_overlap(one_hot, everywhere).item() == pytest.approx(1.0)
+    one_hot[0, 1, :, 0], one_hot[0, 1, :, 2] = 0, 1
+    assert toy_train.head_overlap(one_hot, everywhere).item() == pytest.approx(0.0)
+    uniform = torch.full((1, 4, 5, 5), 0.2)
+    assert toy_train.head_overlap(uniform, torch.ones(1, 5, dtype=torch.bool)).item() == \
+        pytest.approx(0.2)
+
+
+def test_head_overlap_adds_to_the_loss_and_reaches_every_layer():
+    """`ToyConfig.head_overlap` > 0 adds its weight times the layers' mean overlap to the loss,
+    with a gradient into every layer's queries; at 0 the loss is the one without it."""
+    config = replace(TINY, head_overlap=2.0)
+    model, tensors, heads = _model_and_batch(config)
+    model.eval()
+
+    def loss(weight):
+        model.config = replace(config, head_overlap=weight)
+        return toy_train._loss(model, *tensors, governors=heads)
+
+    p = toy_train.pack(*(t.numpy() for t in tensors), capacity=config.max_len)
+    _, weights = model.streams_and_weights(p.ids, positions=p.positions, mask=p.mask)
+    overlap = sum(toy_train.head_overlap(w, p.loss_mask) for w in weights) / len(weights)
+    torch.testing.assert_close(loss(2.0) - loss(0.0), 2.0 * overlap)
+    model.zero_grad()
+    (loss(1.0) - loss(0.0)).backward()
+    for block in model.blocks:
+        assert block.attn.W_Q.grad.abs().sum() > 0

@@ -63,6 +63,10 @@ class ToyConfig:
     # layer's output (0: off): after one layer a word knows its left neighbour only by attending
     # to it, so layer 0 must grow a previous-word head
     early_closer: float = 0.0  # the same for the closer read-out (a closer head in layer 0)
+    head_overlap: float = 0.0  # weight of the heads' overlap (disagreement regularisation, Li et
+    # al. 2018): the mean over word queries of sum_{i != j} sum_k A_i[q, k] A_j[q, k] / (h (h - 1)),
+    # over every layer; 0 for heads that attend to different keys, 1 for two identical one-hot
+    # heads. Role-blind: it says that heads differ, never where any of them looks
     head_dropout: float = 0.0  # each step, each head of each packed row is off with this
     # probability and the others scaled by 1 / (1 - p) (DropHead): a role must not rest on a pair
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step

@@ -151,8 +151,17 @@ class ToyTransformer(nn.Module):
         """The stream after each block, the last one through the final LN: n_layers tensors
         (batch, n, d_model); arguments as `hidden`. `ToyConfig.early_neighbour` and
         `early_closer` read the first."""
-        _, residual = self._blocks(ids, lengths, head_gates, positions, mask)
-        return [*residual[1:-1], self.ln_out(residual[-1])]  # n_layers x (batch, n, d_model)
+        return self.streams_and_weights(ids, lengths, positions, mask, head_gates)[0]
+
+    def streams_and_weights(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                            positions: torch.Tensor | None = None,
+                            mask: torch.Tensor | None = None,
+                            head_gates=None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """`streams`, and each layer's attention weights: n_layers x (batch, n_heads, n, n)
+        (`ToyConfig.head_overlap` reads them)."""
+        outs, residual = self._blocks(ids, lengths, head_gates, positions, mask)
+        streams = [*residual[1:-1], self.ln_out(residual[-1])]  # n_layers x (batch, n, d_model)
+        return streams, [o.weights for o in outs]
 
     def _blocks(self, ids, lengths, head_gates, positions=None,
                 mask=None) -> tuple[list[BlockOutput], list[torch.Tensor]]:

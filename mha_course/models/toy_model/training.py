@@ -23,6 +23,7 @@ from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
 
 __all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
+           "head_overlap",
            "accuracy_snapshot", "HELD_OUT_SEED"]
 
 HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
@@ -101,8 +102,9 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
                          "token's subject (Sentence.head), -1 where none")
     p = pack(inputs, targets, loss_mask, lengths, config.max_len, governors)
     gates = _dropped_heads(config, len(p.ids)) if model.training else None
-    streams = model.streams(p.ids, positions=p.positions, mask=p.mask,
-                            head_gates=gates)  # n_layers x (rows, capacity, d_model)
+    streams, weights = model.streams_and_weights(p.ids, positions=p.positions, mask=p.mask,
+                                                 head_gates=gates)
+    # streams: n_layers x (rows, capacity, d_model); weights: n_layers x (rows, h, cap, cap)
     final = streams[-1]  # (rows, capacity, d_model)
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
@@ -122,12 +124,25 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
+    if config.head_overlap > 0:
+        loss = loss + config.head_overlap * sum(head_overlap(w, p.loss_mask)
+                                                for w in weights) / len(weights)
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
         # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def head_overlap(weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """How much the heads of one layer attend to the same keys from the same query: the mean
+    over `queries` (rows, n) bool of sum_{i != j} sum_k A_i[q, k] A_j[q, k] / (h (h - 1)), from
+    weights (rows, h, n, n). 0 when no two heads share a key, 1 for identical one-hot heads."""
+    h = weights.shape[1]
+    together = weights.sum(dim=1)  # (rows, n, n): sum over heads
+    pairs = (together.square() - weights.square().sum(dim=1)).sum(dim=-1)  # (rows, n)
+    return pairs[queries].mean() / (h * (h - 1))
 
 
 def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None) -> torch.Tensor:
