@@ -422,3 +422,23 @@ def test_head_overlap_adds_to_the_loss_and_reaches_every_layer():
     (loss(1.0) - loss(0.0)).backward()
     for block in model.blocks:
         assert block.attn.W_Q.grad.abs().sum() > 0
+
+
+def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():
+    """With `head_overlap_steps` = 10 the penalty is in the loss at training steps 0-9 and gone
+    from step 10 on (the loss is then the one at weight 0); outside training (`step` None) it is
+    in."""
+    config = replace(TINY, head_overlap=2.0, head_overlap_steps=10)
+    model, tensors, heads = _model_and_batch(config)
+    model.eval()
+
+    def loss(**kw):
+        return toy_train._loss(model, *tensors, governors=heads, **kw).item()
+
+    with_penalty = loss()
+    assert loss(step=0) == loss(step=9) == with_penalty
+    model.config = replace(config, head_overlap=0.0)
+    without = loss()
+    assert with_penalty > without
+    model.config = config
+    assert loss(step=10) == loss(step=500) == without

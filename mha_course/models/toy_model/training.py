@@ -90,7 +90,8 @@ def pack(inputs, targets, loss_mask, lengths, capacity: int, governors=None) -> 
                     (ids, clean, words, closer, world, subject, positions, mask)))
 
 
-def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.Tensor:
+def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
+          step: int | None = None) -> torch.Tensor:
     """Cross-entropy of the clean token at every word position, plus the read-outs: the lemma
     of the clean token to its left (`neighbour_loss`), the sentence's closer (`closer_loss`) and
     world (`world_loss`), and at each verb its subject's lemma (`subject_loss`; `governors`
@@ -124,7 +125,9 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None) -> torch.T
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
-    if config.head_overlap > 0:
+    overlap_on = (config.head_overlap_steps is None or step is None
+                  or step < config.head_overlap_steps)  # `step` None: outside training
+    if config.head_overlap > 0 and overlap_on:
         loss = loss + config.head_overlap * sum(head_overlap(w, p.loss_mask)
                                                 for w in weights) / len(weights)
     verbs = p.subject >= 0  # (rows, capacity)
@@ -272,7 +275,8 @@ def _train(config, seed, seconds, progress, log_every, snapshot, start):
                                     case_flip_share=config.case_flip_share,
                                     name_swap=config.name_swap)
         tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
-        loss = _loss(model, *tensors, governors=governor_positions(batch, arrays[0].shape[1]))
+        loss = _loss(model, *tensors, governors=governor_positions(batch, arrays[0].shape[1]),
+                     step=step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
