@@ -422,6 +422,9 @@ def test_head_overlap_adds_to_the_loss_and_reaches_every_layer():
     (loss(1.0) - loss(0.0)).backward()
     for block in model.blocks:
         assert block.attn.W_Q.grad.abs().sum() > 0
+    config = replace(config, head_overlap_last=True)  # the last layer's heads only
+    torch.testing.assert_close(loss(2.0) - loss(0.0),
+                               2.0 * toy_train.head_overlap(weights[-1], p.loss_mask))
 
 
 def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():

@@ -128,8 +128,9 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
     overlap_on = (config.head_overlap_steps is None or step is None
                   or step < config.head_overlap_steps)  # `step` None: outside training
     if config.head_overlap > 0 and overlap_on:
+        penalised = weights[-1:] if config.head_overlap_last else weights
         loss = loss + config.head_overlap * sum(head_overlap(w, p.loss_mask)
-                                                for w in weights) / len(weights)
+                                                for w in penalised) / len(penalised)
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
