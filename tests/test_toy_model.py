@@ -398,6 +398,12 @@ def test_head_overlap_is_the_mean_pairwise_shared_mass_over_word_queries():
     assert toy_train.head_overlap(one_hot, everywhere).item() == pytest.approx(1.0)
     one_hot[0, 1, :, 0], one_hot[0, 1, :, 2] = 0, 1
     assert toy_train.head_overlap(one_hot, everywhere).item() == pytest.approx(0.0)
+    neighbours = torch.zeros(1, 2, 4, 4)  # both heads on the key before each query ...
+    neighbours[0, :, 1:, :-1] = torch.eye(3)
+    neighbours[0, :, 0, 3] = 1  # ... and query 0 on key 3, three away
+    assert toy_train.head_overlap(neighbours, torch.ones(1, 4, dtype=torch.bool)).item() == 1.0
+    assert toy_train.head_overlap(neighbours, torch.ones(1, 4, dtype=torch.bool),
+                                  window=1).item() == pytest.approx(0.25)  # query 0 only
     uniform = torch.full((1, 4, 5, 5), 0.2)
     assert toy_train.head_overlap(uniform, torch.ones(1, 5, dtype=torch.bool)).item() == \
         pytest.approx(0.2)

@@ -129,8 +129,9 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
                   or step < config.head_overlap_steps)  # `step` None: outside training
     if config.head_overlap > 0 and overlap_on:
         penalised = weights[-1:] if config.head_overlap_last else weights
-        loss = loss + config.head_overlap * sum(head_overlap(w, p.loss_mask)
-                                                for w in penalised) / len(penalised)
+        loss = loss + config.head_overlap * sum(
+            head_overlap(w, p.loss_mask, config.head_overlap_window)
+            for w in penalised) / len(penalised)
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
@@ -139,11 +140,15 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
     return loss
 
 
-def head_overlap(weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+def head_overlap(weights: torch.Tensor, queries: torch.Tensor, window: int = 0) -> torch.Tensor:
     """How much the heads of one layer attend to the same keys from the same query: the mean
     over `queries` (rows, n) bool of sum_{i != j} sum_k A_i[q, k] A_j[q, k] / (h (h - 1)), from
-    weights (rows, h, n, n). 0 when no two heads share a key, 1 for identical one-hot heads."""
-    h = weights.shape[1]
+    weights (rows, h, n, n). 0 when no two heads share a key, 1 for identical one-hot heads.
+    `window` > 0 leaves out the keys within that distance of the query (row positions)."""
+    h, n = weights.shape[1], weights.shape[-1]
+    if window > 0:  # leave out the keys within `window` of the query (its own neighbourhood)
+        at = torch.arange(n, device=weights.device)  # (n,)
+        weights = weights * ((at[:, None] - at[None, :]).abs() > window)  # (rows, h, n, n)
     together = weights.sum(dim=1)  # (rows, n, n): sum over heads
     pairs = (together.square() - weights.square().sum(dim=1)).sum(dim=-1)  # (rows, n)
     return pairs[queries].mean() / (h * (h - 1))
