@@ -65,7 +65,9 @@ def test_the_shipped_ablation_trained_todays_recipe():
     stored.setdefault("head_dropout", 0.0)  # written before it existed: trained without it
     stored.setdefault("early_neighbour", 0.0)  # the same
     stored.setdefault("early_closer", 0.0)
-    stored.setdefault("head_overlap", 0.0)
+    for key, off in (("head_overlap", 0.0), ("head_overlap_steps", None),
+                     ("head_overlap_last", False), ("head_overlap_window", 0)):
+        stored.setdefault(key, off)  # written before they existed: trained without them
     for key, value in recipe.items():
         assert stored[key] == value, f"readout_ablation.json is stale: {key}"
     assert (0, "without_readouts") in {(r["seed"], r["arm"]) for r in result["runs"]}
