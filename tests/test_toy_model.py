@@ -451,3 +451,15 @@ def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():
     assert with_penalty > without
     model.config = config
     assert loss(step=10) == loss(step=500) == without
+
+
+@pytest.mark.parametrize("change", [{"head_overlap": -1.0}, {"head_overlap_window": -1},
+                                    {"head_overlap_window": 1.5}, {"head_overlap_steps": -5}])
+def test_bad_head_overlap_settings_are_refused_by_name(change):
+    """A negative overlap weight would reward heads for attending together: refused, naming the
+    setting and its value, as are a negative or fractional window and negative steps."""
+    config = replace(TINY, **change)
+    model, tensors, heads = _model_and_batch(config)
+    name, value = next(iter(change.items()))
+    with pytest.raises(ValueError, match=f"{name}={value!r}"):
+        toy_train._loss(model, *tensors, governors=heads)

@@ -125,6 +125,7 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
+    _check_overlap(config)
     overlap_on = (config.head_overlap_steps is None or step is None
                   or step < config.head_overlap_steps)  # `step` None: outside training
     if config.head_overlap > 0 and overlap_on:
@@ -138,6 +139,21 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
         # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def _check_overlap(config: ToyConfig) -> None:
+    """A negative weight would reward heads for attending together; say so instead."""
+    bad = [f"{name}={value!r}" for name, value, ok in (
+        ("head_overlap", config.head_overlap, config.head_overlap >= 0),
+        ("head_overlap_window", config.head_overlap_window,
+         isinstance(config.head_overlap_window, int) and config.head_overlap_window >= 0),
+        ("head_overlap_steps", config.head_overlap_steps,
+         config.head_overlap_steps is None or (isinstance(config.head_overlap_steps, int)
+                                               and config.head_overlap_steps >= 0)))
+        if not ok]
+    if bad:
+        raise ValueError("head_overlap must be >= 0, head_overlap_window an int >= 0 and "
+                         f"head_overlap_steps None or an int >= 0; got {', '.join(bad)}")
 
 
 def head_overlap(weights: torch.Tensor, queries: torch.Tensor, window: int = 0) -> torch.Tensor:
