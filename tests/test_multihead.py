@@ -17,7 +17,7 @@ TINY = dict(d_model=16, n_layers=1, d_ff=32, n_train_sentences=60, n_eval_senten
 
 @pytest.mark.slow  # trains a model per head count
 def test_compare_head_counts_on_tiny_models():
-    config = M.comparison_config(**TINY)
+    config = M.comparison_config(**TINY, d_v=12)  # each head count sets d_k = d_v itself
     sentences = lang.generate(12, seed=5)
     result = M.compare_head_counts(head_counts=(4, 1), seeds=(0, 1), steps=2, config=config,
                                    eval_sentences=sentences)

@@ -40,6 +40,24 @@ def test_forward_shapes():
         assert torch.all(out.weights[:, b, :, :, length:] == 0)
 
 
+def test_value_size_can_differ_from_the_query_key_size(tmp_path):
+    config = replace(TINY, d_k=4, d_v=12)
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(config)
+    attn = model.blocks[0].attn
+    assert attn.W_Q.shape == (2, 16, 4) and attn.W_V.shape == (2, 16, 12)
+    assert attn.W_O.shape == (2 * 12, 16)
+    ids, lengths = lang.pad_batch(lang.generate(3, seed=0))
+    out = model(torch.from_numpy(ids), torch.from_numpy(lengths))
+    assert out.heads.shape[-1] == 12  # Z_i is d_v wide
+    toy_model.save(model, tmp_path / "m", {})
+    assert toy_model.load(tmp_path / "m").blocks[0].attn.W_V.shape == (2, 16, 12)
+    # d_v None: values as wide as queries and keys, as every checkpoint before d_v had
+    assert toy_model.ToyTransformer(TINY).blocks[0].attn.W_V.shape == (2, 16, 8)
+    with pytest.raises(ValueError, match="d_v must be a positive integer; got 0"):
+        toy_model.ToyTransformer(replace(TINY, d_v=0))
+
+
 def test_attention_of_a_sentence_is_row_stochastic(shipped):
     sentence = lang.generate(1, seed=5)[0]
     A = shipped.attention(sentence)

@@ -41,7 +41,8 @@ EVAL_SEED = 777_777  # the held-out sentences: no training seed draws them
 def comparison_config(d_model: int = 64, n_layers: int = 2, **changes) -> toy_model.ToyConfig:
     """A `ToyConfig` for quick comparisons: the shipped shape's width, batches of 32 (half the
     shipped 64), a smaller training pool (4000 sentences instead of 20000, which take seconds to
-    generate) and fewer eval sentences. n_heads and d_k are set per run by `compare_head_counts`."""
+    generate) and fewer eval sentences. n_heads, d_k and d_v (= d_k) are set per run by
+    `compare_head_counts`."""
     base = {"d_model": d_model, "n_layers": n_layers, "batch_size": 32, "n_train_sentences": 4000,
             "n_eval_sentences": 200}
     return toy_model.ToyConfig(**{**base, **changes})
@@ -89,7 +90,7 @@ def compare_head_counts(head_counts=(4, 1), seeds=(0, 1), steps: int = 300, conf
     seconds = np.zeros((len(head_counts), len(seeds)))
     n_params = np.zeros(len(head_counts), dtype=np.int64)
     for i, h in enumerate(head_counts):
-        cfg = replace(config, n_heads=h, d_k=config.d_model // h)
+        cfg = replace(config, n_heads=h, d_k=config.d_model // h, d_v=None)  # d_v = d_k
         for j, seed in enumerate(seeds):
             start = time.perf_counter()
             model, _ = toy_model.train(cfg, seed=seed, steps=steps, progress=False)

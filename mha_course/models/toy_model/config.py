@@ -29,7 +29,8 @@ class ToyConfig:
     n_layers: int = 2
     n_heads: int = 8
     d_model: int = 64
-    d_k: int | None = 16  # per-head query/key/value size; None = d_model // n_heads
+    d_k: int | None = 16  # per-head query/key size; None = d_model // n_heads
+    d_v: int | None = None  # per-head value size (the width of Z_i); None = d_k
     d_ff: int = 256
     post_ln: bool = True  # LN after each residual sum (BERT); False: LN before each sub-layer
     max_len: int = 32

@@ -69,8 +69,9 @@ class Block(nn.Module):
     def __init__(self, config: ToyConfig):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.d_model)
-        self.attn = MultiHeadAttention(config.d_model, config.n_heads, d_k=config.d_k,
-                                       d_v=config.d_k, bias=True)
+        d_v = config.d_k if config.d_v is None else config.d_v  # None: as wide as Q and K
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, d_k=config.d_k, d_v=d_v,
+                                       bias=True)
         self.ln_ffn = nn.LayerNorm(config.d_model)
         self.ffn = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
                                  nn.Linear(config.d_ff, config.d_model))
