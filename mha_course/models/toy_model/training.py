@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from mha_course.models import toy_language as lang
 from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
+from mha_course.models.toy_model.prefetch import prefetch
 
 __all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
-           "head_overlap",
+           "head_overlap", "packed_loss", "training_batches",
            "accuracy_snapshot", "HELD_OUT_SEED"]
 
 HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
@@ -101,7 +102,13 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
     if config.subject_loss > 0 and governors is None:
         raise ValueError("subject_loss > 0 needs governors: (batch, n) positions of each "
                          "token's subject (Sentence.head), -1 where none")
-    p = pack(inputs, targets, loss_mask, lengths, config.max_len, governors)
+    return packed_loss(model, pack(inputs, targets, loss_mask, lengths, config.max_len,
+                                   governors), step)
+
+
+def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
+    """`_loss` of a batch already packed (`pack`, with its governors)."""
+    config = model.config
     gates = _dropped_heads(config, len(p.ids)) if model.training else None
     streams, weights = model.streams_and_weights(p.ids, positions=p.positions, mask=p.mask,
                                                  head_gates=gates)
@@ -139,6 +146,25 @@ def _loss(model, inputs, targets, loss_mask, lengths, governors=None,
         # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
+
+
+def training_batches(config: ToyConfig, pool, rng: np.random.Generator):
+    """The training batches of a run, in order and without end: `batch_size` sentences drawn
+    from `pool`, corrupted as `config` says (`toy_language.corrupt_batch`), packed with their
+    governors (`pack`). All randomness comes from `rng`, so the sequence is fixed by its seed."""
+    other = (1 - config.swap_share) / 2  # [MASK] and random word share what swaps leave
+    while True:
+        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
+        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
+                                    kinds=(other, config.swap_share, other),
+                                    sentence_flip=config.sentence_flip, transpose=config.transpose,
+                                    relation_swap=config.relation_swap,
+                                    protect_governors=config.protect_governors,
+                                    case_flip=config.case_flip, swap_case=config.swap_case,
+                                    case_flip_share=config.case_flip_share,
+                                    name_swap=config.name_swap)
+        # arrays: inputs, targets, loss_mask (batch, n) and lengths (batch,)
+        yield pack(*arrays, config.max_len, governor_positions(batch, arrays[0].shape[1]))
 
 
 def _check_overlap(config: ToyConfig) -> None:
@@ -284,33 +310,25 @@ def _train(config, seed, seconds, progress, log_every, snapshot, start):
     bar = _progress_bar(config.steps, progress)
     step = 0
     model.train()
-    for step in range(config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
-        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
-        other = (1 - config.swap_share) / 2
-        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
-                                    kinds=(other, config.swap_share, other),
-                                    sentence_flip=config.sentence_flip, transpose=config.transpose,
-                                    relation_swap=config.relation_swap,
-                                    protect_governors=config.protect_governors,
-                                    case_flip=config.case_flip, swap_case=config.swap_case,
-                                    case_flip_share=config.case_flip_share,
-                                    name_swap=config.name_swap)
-        tensors = [torch.from_numpy(a) for a in arrays]  # inputs, targets, loss_mask, lengths
-        loss = _loss(model, *tensors, governors=governor_positions(batch, arrays[0].shape[1]),
-                     step=step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if log_every and (step + 1) % log_every == 0:
-            history.append(snapshot(model, held_out, step + 1, time.perf_counter() - start))
-            model.train()
-        if seconds is not None and time.perf_counter() - start > seconds:
-            break
+    batches = prefetch(training_batches(config, pool, rng))  # made while the last step runs
+    try:
+        for step in range(config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, config)
+            loss = packed_loss(model, next(batches), step=step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if log_every and (step + 1) % log_every == 0:
+                history.append(snapshot(model, held_out, step + 1, time.perf_counter() - start))
+                model.train()
+            if seconds is not None and time.perf_counter() - start > seconds:
+                break
+    finally:
+        batches.close()  # the producer makes batches ahead: stop it (also on an error)
     bar.close()
     elapsed = time.perf_counter() - start
     model.eval()
