@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from mha_course.models import toy_language as lang
 from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
-from mha_course.models.toy_model.prefetch import prefetch
 
 __all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
            "head_overlap", "packed_loss", "training_batches",
@@ -310,25 +309,22 @@ def _train(config, seed, seconds, progress, log_every, snapshot, start):
     bar = _progress_bar(config.steps, progress)
     step = 0
     model.train()
-    batches = prefetch(training_batches(config, pool, rng))  # made while the last step runs
-    try:
-        for step in range(config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, config)
-            loss = packed_loss(model, next(batches), step=step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if log_every and (step + 1) % log_every == 0:
-                history.append(snapshot(model, held_out, step + 1, time.perf_counter() - start))
-                model.train()
-            if seconds is not None and time.perf_counter() - start > seconds:
-                break
-    finally:
-        batches.close()  # the producer makes batches ahead: stop it (also on an error)
+    batches = training_batches(config, pool, rng)
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        loss = packed_loss(model, next(batches), step=step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if log_every and (step + 1) % log_every == 0:
+            history.append(snapshot(model, held_out, step + 1, time.perf_counter() - start))
+            model.train()
+        if seconds is not None and time.perf_counter() - start > seconds:
+            break
     bar.close()
     elapsed = time.perf_counter() - start
     model.eval()
