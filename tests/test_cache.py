@@ -90,7 +90,8 @@ def test_toy_run_equals_forward_on_each_sentence(shipped, sentences):
     cache = shipped.run(sentences, batch_size=3)  # three forward passes, padded to the longest
     assert cache.tokens == [s.tokens for s in sentences] and cache.inputs == sentences
     cfg = shipped.config
-    assert cache.z.shape == (cfg.n_layers, 7, cfg.n_heads, cache.n, cfg.d_k)
+    d_v = shipped.blocks[0].attn.d_v  # Z_i is as wide as a head's values
+    assert cache.z.shape == (cfg.n_layers, 7, cfg.n_heads, cache.n, d_v)
     for b, s in enumerate(sentences):
         with torch.no_grad():
             alone = shipped(torch.tensor([lang.encode(s.tokens)]))  # no padding at all

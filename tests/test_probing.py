@@ -43,7 +43,8 @@ def fake_acts(heads, tokens, sentence):
 def test_collect_toy(shipped, sentences, toy_acts):
     n_tokens = sum(len(s) for s in sentences)
     cfg = shipped.config
-    assert toy_acts.heads.shape == (cfg.n_layers, cfg.n_heads, n_tokens, cfg.d_k)
+    d_v = shipped.blocks[0].attn.d_v  # Z_i is as wide as a head's values
+    assert toy_acts.heads.shape == (cfg.n_layers, cfg.n_heads, n_tokens, d_v)
     layer_shape = (cfg.n_layers, n_tokens, cfg.d_model)
     assert toy_acts.attn_out.shape == toy_acts.residual.shape == layer_shape
     assert toy_acts.tokens == [t for s in sentences for t in s.tokens]

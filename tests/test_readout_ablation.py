@@ -12,7 +12,7 @@ from mha_course.analysis import heads as H
 from mha_course.experiments import objectives
 from mha_course.models import toy_language, toy_model
 
-TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_ff=32,
+TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_v=8, d_ff=32,
                            n_train_sentences=60, n_eval_sentences=20, batch_size=4)
 
 
@@ -67,7 +67,7 @@ def test_the_shipped_ablation_trained_todays_recipe():
     stored.setdefault("early_closer", 0.0)
     for key, off in (("head_overlap", 0.0), ("head_overlap_steps", None),
                      ("head_overlap_last", False), ("head_overlap_window", 0),
-                     ("d_v", None)):
+                     ("d_v", None), ("fused_optimizer", False)):
         stored.setdefault(key, off)  # written before they existed: trained without them
     for key, value in recipe.items():
         assert stored[key] == value, f"readout_ablation.json is stale: {key}"

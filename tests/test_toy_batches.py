@@ -9,7 +9,7 @@ from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
 from mha_course.models.toy_model import training as toy_train
 
-TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_ff=32,
+TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_v=8, d_ff=32,
                            n_train_sentences=50, n_eval_sentences=10, batch_size=6)
 
 

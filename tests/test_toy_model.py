@@ -16,7 +16,7 @@ from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
 from mha_course.models.toy_model import training as toy_train
 
-TINY = toy_model.ToyConfig(n_layers=2, n_heads=2, d_model=16, d_k=8, d_ff=32,
+TINY = toy_model.ToyConfig(n_layers=2, n_heads=2, d_model=16, d_k=8, d_v=8, d_ff=32,
                            n_train_sentences=200, n_eval_sentences=40, batch_size=8)
 
 
@@ -52,8 +52,14 @@ def test_value_size_can_differ_from_the_query_key_size(tmp_path):
     assert out.heads.shape[-1] == 12  # Z_i is d_v wide
     toy_model.save(model, tmp_path / "m", {})
     assert toy_model.load(tmp_path / "m").blocks[0].attn.W_V.shape == (2, 16, 12)
-    # d_v None: values as wide as queries and keys, as every checkpoint before d_v had
-    assert toy_model.ToyTransformer(TINY).blocks[0].attn.W_V.shape == (2, 16, 8)
+    # d_v None: values as wide as queries and keys, as every checkpoint before d_v had; such a
+    # checkpoint's config.json has no d_v and loads with d_v = d_k, not today's default
+    assert toy_model.ToyTransformer(replace(TINY, d_v=None)).blocks[0].attn.W_V.shape == (2, 16, 8)
+    settings = json.loads((tmp_path / "m" / "config.json").read_text())
+    toy_model.save(toy_model.ToyTransformer(replace(config, d_v=None)), tmp_path / "old", {})
+    del settings["d_v"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(settings | {"d_k": 4}))
+    assert toy_model.load(tmp_path / "old").blocks[0].attn.W_V.shape == (2, 16, 4)
     with pytest.raises(ValueError, match="d_v must be a positive integer; got 0"):
         toy_model.ToyTransformer(replace(TINY, d_v=0))
 
@@ -83,6 +89,27 @@ def test_training_is_deterministic_for_a_seed():
     assert any(not torch.equal(a, c) for a, c in zip(model_a.state_dict().values(),
                                                      model_c.state_dict().values()))
     assert rep_a["steps"] == 5
+
+
+@pytest.mark.slow  # trains tiny models (a few steps each)
+def test_fused_optimizer_asks_adamw_for_its_fused_kernel(monkeypatch):
+    asked = []
+    real = torch.optim.AdamW
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("fused"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    fused = replace(TINY, fused_optimizer=True)
+    a, _ = toy_model.train(fused, seed=3, steps=5, progress=False)
+    b, _ = toy_model.train(fused, seed=3, steps=5, progress=False)
+    plain, _ = toy_model.train(TINY, seed=3, steps=5, progress=False)
+    assert asked == [True, True, False]
+    pairs = list(zip(a.state_dict().values(), b.state_dict().values(),
+                     plain.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y, _ in pairs)  # deterministic for a seed
+    assert all(torch.allclose(x, z, atol=1e-4) for x, _, z in pairs)  # the same update rule
 
 
 def test_save_load_round_trip(tmp_path):

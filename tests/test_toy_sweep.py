@@ -16,7 +16,7 @@ from mha_course.experiments import toy_sweep
 from mha_course.models import toy_language as lang
 from mha_course.models import toy_model
 
-TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_ff=32,
+TINY = toy_model.ToyConfig(n_layers=1, n_heads=2, d_model=16, d_k=8, d_v=8, d_ff=32,
                            n_train_sentences=120, n_eval_sentences=30, batch_size=8)
 
 
@@ -231,7 +231,7 @@ def test_the_progress_bar_counts_runs_below_one_printed_line_per_run(monkeypatch
 
 # A tiny recipe as a variant's changes, so that `rerun` (which starts from the shipped recipe)
 # trains the same tiny model as `run_one`.
-TINY_CHANGES = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_k": 8, "d_ff": 32,
+TINY_CHANGES = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_k": 8, "d_v": 8, "d_ff": 32,
                 "n_train_sentences": 120, "n_eval_sentences": 30, "batch_size": 8}
 
 

@@ -35,10 +35,12 @@ def save(model: ToyTransformer, out_dir, report: dict | None = None) -> Path:
 def load(path=None) -> ToyTransformer:
     """A trained model from a folder written by `save` (None: the checkpoint shipped in the
     package). A config.json written before a field existed loads with that field's old meaning:
-    pre-LN blocks without `post_ln`, the default `Grammar` without `grammar`."""
+    pre-LN blocks without `post_ln`, the default `Grammar` without `grammar`, values as wide as
+    queries and keys without `d_v`."""
     path = checkpoint_dir(path)
     settings = json.loads((path / "config.json").read_text())
     settings.setdefault("post_ln", False)  # checkpoints written before post_ln existed are pre-LN
+    settings.setdefault("d_v", None)  # ... and before d_v existed, d_v = d_k
     settings["grammar"] = lang.Grammar.from_dict(settings.get("grammar", {}))
     config = ToyConfig(**settings)
     model = ToyTransformer(config)
