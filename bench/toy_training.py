@@ -52,20 +52,10 @@ def loss_before(model, inputs, targets, loss_mask, lengths, governors=None) -> t
 
 def batches(config: ToyConfig, pool, rng, n: int) -> tuple[list, list]:
     """n corrupted batches as tensors, and the seconds each took to make."""
-    other = (1 - config.swap_share) / 2
     out, seconds = [], []
     for _ in range(n):
         start = time.perf_counter()
-        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
-        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
-                                    kinds=(other, config.swap_share, other),
-                                    sentence_flip=config.sentence_flip,
-                                    transpose=config.transpose,
-                                    relation_swap=config.relation_swap,
-                                    protect_governors=config.protect_governors,
-                                    case_flip=config.case_flip, swap_case=config.swap_case,
-                                    case_flip_share=config.case_flip_share,
-                                    name_swap=config.name_swap)
+        batch, arrays = toy_training.draw_batch(config, pool, rng)
         governors = toy_training.governor_positions(batch, arrays[0].shape[1])
         out.append([torch.from_numpy(a) for a in arrays] + [torch.from_numpy(governors)])
         seconds.append(time.perf_counter() - start)

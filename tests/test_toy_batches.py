@@ -26,3 +26,14 @@ def test_training_batches_are_fixed_by_the_seed_and_packed():
         assert a.ids.shape[1] == TINY.max_len  # rows of max_len tokens
         # every sentence of the batch is packed: as many [CLS] tokens as sentences
         assert int((a.targets == lang.TOKEN_TO_ID[lang.CLS]).sum()) == TINY.batch_size
+
+
+def test_draw_batch_gives_the_sentences_and_their_corrupted_arrays():
+    pool = lang.generate(TINY.n_train_sentences, seed=0)
+    batch, (inputs, targets, loss_mask, lengths) = toy_train.draw_batch(
+        TINY, pool, np.random.default_rng(5))
+    assert len(batch) == TINY.batch_size and all(s in pool for s in batch)
+    assert inputs.shape == targets.shape == loss_mask.shape == (TINY.batch_size, lengths.max())
+    assert lengths.tolist() == [len(s) for s in batch]
+    # the targets are the clean sentences, padded
+    assert all(targets[b, :len(s)].tolist() == lang.encode(s.tokens) for b, s in enumerate(batch))

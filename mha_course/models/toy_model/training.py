@@ -23,7 +23,7 @@ from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
 
 __all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
-           "head_overlap", "packed_loss", "training_batches",
+           "head_overlap", "packed_loss", "training_batches", "draw_batch",
            "accuracy_snapshot", "HELD_OUT_SEED"]
 
 HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
@@ -147,22 +147,28 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     return loss
 
 
-def training_batches(config: ToyConfig, pool, rng: np.random.Generator):
-    """The training batches of a run, in order and without end: `batch_size` sentences drawn
-    from `pool`, corrupted as `config` says (`toy_language.corrupt_batch`), packed with their
-    governors (`pack`). All randomness comes from `rng`, so the sequence is fixed by its seed."""
+def draw_batch(config: ToyConfig, pool, rng: np.random.Generator) -> tuple[list, tuple]:
+    """`batch_size` sentences drawn from `pool` and corrupted as `config` says
+    (`toy_language.corrupt_batch`): the sentences and (inputs, targets, loss_mask, lengths)."""
+    batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
     other = (1 - config.swap_share) / 2  # [MASK] and random word share what swaps leave
+    arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
+                                kinds=(other, config.swap_share, other),
+                                sentence_flip=config.sentence_flip, transpose=config.transpose,
+                                relation_swap=config.relation_swap,
+                                protect_governors=config.protect_governors,
+                                case_flip=config.case_flip, swap_case=config.swap_case,
+                                case_flip_share=config.case_flip_share,
+                                name_swap=config.name_swap)
+    return batch, arrays  # arrays: (batch, n) three times, then lengths (batch,)
+
+
+def training_batches(config: ToyConfig, pool, rng: np.random.Generator):
+    """The training batches of a run, in order and without end: `draw_batch`, packed with the
+    sentences' governors (`pack`). All randomness comes from `rng`, so the sequence is fixed by
+    its seed."""
     while True:
-        batch = [pool[i] for i in rng.integers(len(pool), size=config.batch_size)]
-        arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
-                                    kinds=(other, config.swap_share, other),
-                                    sentence_flip=config.sentence_flip, transpose=config.transpose,
-                                    relation_swap=config.relation_swap,
-                                    protect_governors=config.protect_governors,
-                                    case_flip=config.case_flip, swap_case=config.swap_case,
-                                    case_flip_share=config.case_flip_share,
-                                    name_swap=config.name_swap)
-        # arrays: inputs, targets, loss_mask (batch, n) and lengths (batch,)
+        batch, arrays = draw_batch(config, pool, rng)
         yield pack(*arrays, config.max_len, governor_positions(batch, arrays[0].shape[1]))
 
 
