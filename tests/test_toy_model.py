@@ -53,7 +53,7 @@ def test_value_size_can_differ_from_the_query_key_size(tmp_path):
     toy_model.save(model, tmp_path / "m", {})
     assert toy_model.load(tmp_path / "m").blocks[0].attn.W_V.shape == (2, 16, 12)
     # d_v None: values as wide as queries and keys, as every checkpoint before d_v had; such a
-    # checkpoint's config.json has no d_v and loads with d_v = d_k, not today's default
+    # checkpoint's config.json has no d_v and loads with d_v = d_k, whatever the default
     assert toy_model.ToyTransformer(replace(TINY, d_v=None)).blocks[0].attn.W_V.shape == (2, 16, 8)
     settings = json.loads((tmp_path / "m" / "config.json").read_text())
     toy_model.save(toy_model.ToyTransformer(replace(config, d_v=None)), tmp_path / "old", {})
