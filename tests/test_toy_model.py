@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from importlib import resources
 
@@ -476,6 +477,51 @@ def test_head_overlap_adds_to_the_loss_and_reaches_every_layer():
     config = replace(config, head_overlap_last=True)  # the last layer's heads only
     torch.testing.assert_close(loss(2.0) - loss(0.0),
                                2.0 * toy_train.head_overlap(weights[-1], p.loss_mask))
+
+
+def test_head_entropy_is_the_mean_entropy_of_word_queries_rows():
+    """`head_entropy` against a loop over rows, queries and heads on random weights, and at its
+    ends: 0 for one-hot heads, log(m) for a head spread evenly over m keys; masked-out keys
+    (A = 0) add nothing."""
+    g = torch.Generator().manual_seed(1)
+    weights = torch.softmax(torch.randn(3, 4, 5, 5, generator=g), dim=-1)  # (rows, h, n, n)
+    queries = torch.rand(3, 5, generator=g) > 0.4  # (rows, n)
+    loop = torch.stack([-(weights[r, i, q] * weights[r, i, q].log()).sum()
+                        for r in range(3) for q in range(5) if queries[r, q]
+                        for i in range(4)]).mean()
+    torch.testing.assert_close(toy_train.head_entropy(weights, queries), loop)
+    everywhere = torch.ones(1, 3, dtype=torch.bool)
+    one_hot = torch.zeros(1, 2, 3, 3)
+    one_hot[..., 1] = 1
+    assert toy_train.head_entropy(one_hot, everywhere).item() == 0.0
+    spread = torch.zeros(1, 2, 3, 3)
+    spread[..., :2] = 0.5  # two keys of three, the third masked out
+    assert toy_train.head_entropy(spread, everywhere).item() == pytest.approx(math.log(2))
+
+
+def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
+    """`ToyConfig.head_entropy` adds its weight times the layers' mean entropy (or the last
+    layer's, `head_entropy_last`), with a gradient into every layer's queries; a negative weight
+    is refused by name."""
+    config = replace(TINY, head_entropy=0.5)
+    model, tensors, heads = _model_and_batch(config)
+    model.eval()
+
+    def loss(weight, last=False):
+        model.config = replace(config, head_entropy=weight, head_entropy_last=last)
+        return toy_train._loss(model, *tensors, governors=heads)
+
+    p = toy_train.pack(*(t.numpy() for t in tensors), capacity=config.max_len)
+    _, weights = model.streams_and_weights(p.ids, positions=p.positions, mask=p.mask)
+    entropy = [toy_train.head_entropy(w, p.loss_mask) for w in weights]
+    torch.testing.assert_close(loss(0.5) - loss(0.0), 0.5 * sum(entropy) / len(entropy))
+    torch.testing.assert_close(loss(0.5, last=True) - loss(0.0), 0.5 * entropy[-1])
+    model.zero_grad()
+    (loss(1.0) - loss(0.0)).backward()
+    for block in model.blocks:
+        assert block.attn.W_Q.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="head_entropy must be >= 0.*-0.1"):
+        loss(-0.1)
 
 
 def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():

@@ -73,6 +73,10 @@ class ToyConfig:
     head_overlap_steps: int | None = None  # training steps the penalty lasts (None: all of them)
     head_overlap_last: bool = False  # the penalty on the last layer's heads only
     head_overlap_window: int = 0  # keys within this distance of the query are left out of it
+    head_entropy: float = 0.0  # weight of the heads' attention entropy: the mean over word
+    # queries, heads and layers of -sum_k A[q, k] log A[q, k] (nats). Role-blind like
+    # head_overlap: it asks heads to look somewhere in particular, never where
+    head_entropy_last: bool = False  # the penalty on the last layer's heads only
     head_dropout: float = 0.0  # each step, each head of each packed row is off with this
     # probability and the others scaled by 1 / (1 - p) (DropHead): a role must not rest on a pair
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step

@@ -23,7 +23,7 @@ from mha_course.models.toy_model.config import ToyConfig
 from mha_course.models.toy_model.model import ToyTransformer
 
 __all__ = ["train", "pack", "Packed", "governor_positions", "evaluate", "held_out_sentences",
-           "head_overlap", "packed_loss", "training_batches", "draw_batch",
+           "head_overlap", "head_entropy", "packed_loss", "training_batches", "draw_batch",
            "accuracy_snapshot", "HELD_OUT_SEED"]
 
 HELD_OUT_SEED = 10_000  # a run with seed s trains on generate(..., seed=s), measures on s + this
@@ -139,6 +139,13 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
         loss = loss + config.head_overlap * sum(
             head_overlap(w, p.loss_mask, config.head_overlap_window)
             for w in penalised) / len(penalised)
+    if config.head_entropy != 0:
+        if config.head_entropy < 0:
+            raise ValueError(f"head_entropy must be >= 0 (a negative weight would reward "
+                             f"diffuse heads); got {config.head_entropy!r}")
+        penalised = weights[-1:] if config.head_entropy_last else weights
+        loss = loss + config.head_entropy * sum(
+            head_entropy(w, p.loss_mask) for w in penalised) / len(penalised)
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
@@ -199,6 +206,15 @@ def head_overlap(weights: torch.Tensor, queries: torch.Tensor, window: int = 0) 
     together = weights.sum(dim=1)  # (rows, n, n): sum over heads
     pairs = (together.square() - weights.square().sum(dim=1)).sum(dim=-1)  # (rows, n)
     return pairs[queries].mean() / (h * (h - 1))
+
+
+def head_entropy(weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """The mean attention entropy, -sum_k A[q, k] log A[q, k] in nats, over the heads and the
+    `queries` (rows, n) bool of weights (rows, h, n, n): 0 when every head puts all of a
+    query's weight on one key, log(m) when it spreads it evenly over m keys."""
+    plogp = weights * torch.log(weights.clamp_min(1e-30))  # (rows, h, n, n); 0 where A = 0
+    entropy = -plogp.sum(dim=-1)  # (rows, h, n)
+    return entropy.transpose(1, 2)[queries].mean()  # over (n_queries, h)
 
 
 def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None) -> torch.Tensor:
