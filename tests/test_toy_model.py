@@ -500,14 +500,14 @@ def test_head_entropy_is_the_mean_entropy_of_word_queries_rows():
 
 
 def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
-    """`ToyConfig.head_entropy` adds its weight times the layers' mean entropy (or the last
-    layer's, `head_entropy_last`), with a gradient into every layer's queries; a negative weight
-    is refused by name."""
+    """`ToyConfig.head_entropy` adds its weight times the layers' mean entropy, and
+    `head_entropy_last` its weight times the last layer's, with a gradient into every layer's
+    queries; a negative weight is refused by name."""
     config = replace(TINY, head_entropy=0.5)
     model, tensors, heads = _model_and_batch(config)
     model.eval()
 
-    def loss(weight, last=False):
+    def loss(weight, last=0.0):
         model.config = replace(config, head_entropy=weight, head_entropy_last=last)
         return toy_train._loss(model, *tensors, governors=heads)
 
@@ -515,13 +515,17 @@ def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
     _, weights = model.streams_and_weights(p.ids, positions=p.positions, mask=p.mask)
     entropy = [toy_train.head_entropy(w, p.loss_mask) for w in weights]
     torch.testing.assert_close(loss(0.5) - loss(0.0), 0.5 * sum(entropy) / len(entropy))
-    torch.testing.assert_close(loss(0.5, last=True) - loss(0.0), 0.5 * entropy[-1])
+    torch.testing.assert_close(loss(0.0, last=0.5) - loss(0.0), 0.5 * entropy[-1])
+    torch.testing.assert_close(loss(0.5, last=0.25) - loss(0.0),
+                               0.5 * sum(entropy) / len(entropy) + 0.25 * entropy[-1])
     model.zero_grad()
     (loss(1.0) - loss(0.0)).backward()
     for block in model.blocks:
         assert block.attn.W_Q.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="head_entropy must be >= 0.*-0.1"):
+    with pytest.raises(ValueError, match="head_entropy_last must be >= 0.*-0.1"):
         loss(-0.1)
+    with pytest.raises(ValueError, match="must be >= 0.*-0.2"):
+        loss(0.0, last=-0.2)
 
 
 def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():

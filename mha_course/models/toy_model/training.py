@@ -139,13 +139,14 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
         loss = loss + config.head_overlap * sum(
             head_overlap(w, p.loss_mask, config.head_overlap_window)
             for w in penalised) / len(penalised)
-    if config.head_entropy != 0:
-        if config.head_entropy < 0:
-            raise ValueError(f"head_entropy must be >= 0 (a negative weight would reward "
-                             f"diffuse heads); got {config.head_entropy!r}")
-        penalised = weights[-1:] if config.head_entropy_last else weights
-        loss = loss + config.head_entropy * sum(
-            head_entropy(w, p.loss_mask) for w in penalised) / len(penalised)
+    if config.head_entropy != 0 or config.head_entropy_last != 0:
+        if config.head_entropy < 0 or config.head_entropy_last < 0:
+            raise ValueError("head_entropy and head_entropy_last must be >= 0 (a negative weight "
+                             f"would reward diffuse heads); got {config.head_entropy!r}, "
+                             f"{config.head_entropy_last!r}")
+        entropy = [head_entropy(w, p.loss_mask) for w in weights]  # one per layer
+        loss = (loss + config.head_entropy * sum(entropy) / len(entropy)
+                + config.head_entropy_last * entropy[-1])
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
