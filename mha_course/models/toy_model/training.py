@@ -144,9 +144,11 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
             raise ValueError("head_entropy and head_entropy_last must be >= 0 (a negative weight "
                              f"would reward diffuse heads); got {config.head_entropy!r}, "
                              f"{config.head_entropy_last!r}")
-        entropy = [head_entropy(w, p.loss_mask) for w in weights]  # one per layer
-        loss = (loss + config.head_entropy * sum(entropy) / len(entropy)
-                + config.head_entropy_last * entropy[-1])
+        last = head_entropy(weights[-1], p.loss_mask)
+        if config.head_entropy != 0:
+            mean = (sum(head_entropy(w, p.loss_mask) for w in weights[:-1]) + last) / len(weights)
+            loss = loss + config.head_entropy * mean
+        loss = loss + config.head_entropy_last * last
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
