@@ -502,7 +502,7 @@ def test_head_entropy_is_the_mean_entropy_of_word_queries_rows():
 def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
     """`ToyConfig.head_entropy` adds its weight times the layers' mean entropy, and
     `head_entropy_last` its weight times the last layer's, with a gradient into every layer's
-    queries; a negative weight is refused by name."""
+    queries; a negative or NaN weight is refused by name."""
     config = replace(TINY, head_entropy=0.5)
     model, tensors, heads = _model_and_batch(config)
     model.eval()
@@ -522,10 +522,12 @@ def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
     (loss(1.0) - loss(0.0)).backward()
     for block in model.blocks:
         assert block.attn.W_Q.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="head_entropy_last must be >= 0.*-0.1"):
+    with pytest.raises(ValueError, match="head_entropy_last must be numbers >= 0.*-0.1"):
         loss(-0.1)
-    with pytest.raises(ValueError, match="must be >= 0.*-0.2"):
+    with pytest.raises(ValueError, match="must be numbers >= 0.*-0.2"):
         loss(0.0, last=-0.2)
+    with pytest.raises(ValueError, match="must be numbers >= 0.*nan"):
+        loss(float("nan"))  # not a loss that turns NaN without a word
 
 
 def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():

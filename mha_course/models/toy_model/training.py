@@ -140,10 +140,10 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
             head_overlap(w, p.loss_mask, config.head_overlap_window)
             for w in penalised) / len(penalised)
     if config.head_entropy != 0 or config.head_entropy_last != 0:
-        if config.head_entropy < 0 or config.head_entropy_last < 0:
-            raise ValueError("head_entropy and head_entropy_last must be >= 0 (a negative weight "
-                             f"would reward diffuse heads); got {config.head_entropy!r}, "
-                             f"{config.head_entropy_last!r}")
+        if not (config.head_entropy >= 0 and config.head_entropy_last >= 0):  # NaN too
+            raise ValueError("head_entropy and head_entropy_last must be numbers >= 0 (a "
+                             "negative weight would reward diffuse heads); got "
+                             f"{config.head_entropy!r}, {config.head_entropy_last!r}")
         last = head_entropy(weights[-1], p.loss_mask)
         if config.head_entropy != 0:
             mean = (sum(head_entropy(w, p.loss_mask) for w in weights[:-1]) + last) / len(weights)
