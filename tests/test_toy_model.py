@@ -499,7 +499,7 @@ def test_head_entropy_is_the_mean_entropy_of_word_queries_rows():
     assert toy_train.head_entropy(spread, everywhere).item() == pytest.approx(math.log(2))
 
 
-def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_weight():
+def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_or_nan_weight():
     """`ToyConfig.head_entropy` adds its weight times the layers' mean entropy, and
     `head_entropy_last` its weight times the last layer's, with a gradient into every layer's
     queries; a negative or NaN weight is refused by name."""

@@ -131,7 +131,7 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
-    _check_overlap(config)
+    _check_penalties(config)
     overlap_on = (config.head_overlap_steps is None or step is None
                   or step < config.head_overlap_steps)  # `step` None: outside training
     if config.head_overlap > 0 and overlap_on:
@@ -140,10 +140,6 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
             head_overlap(w, p.loss_mask, config.head_overlap_window)
             for w in penalised) / len(penalised)
     if config.head_entropy != 0 or config.head_entropy_last != 0:
-        if not (config.head_entropy >= 0 and config.head_entropy_last >= 0):  # NaN too
-            raise ValueError("head_entropy and head_entropy_last must be numbers >= 0 (a "
-                             "negative weight would reward diffuse heads); got "
-                             f"{config.head_entropy!r}, {config.head_entropy_last!r}")
         last = head_entropy(weights[-1], p.loss_mask)
         if config.head_entropy != 0:
             mean = (sum(head_entropy(w, p.loss_mask) for w in weights[:-1]) + last) / len(weights)
@@ -182,8 +178,9 @@ def training_batches(config: ToyConfig, pool, rng: np.random.Generator):
         yield pack(*arrays, config.max_len, governor_positions(batch, arrays[0].shape[1]))
 
 
-def _check_overlap(config: ToyConfig) -> None:
-    """A negative weight would reward heads for attending together; say so instead."""
+def _check_penalties(config: ToyConfig) -> None:
+    """A negative weight would reward heads for attending together (overlap) or for spreading
+    (entropy), and a NaN one would turn the loss NaN; say so instead."""
     bad = [f"{name}={value!r}" for name, value, ok in (
         ("head_overlap", config.head_overlap, config.head_overlap >= 0),
         ("head_overlap_window", config.head_overlap_window,
@@ -195,6 +192,10 @@ def _check_overlap(config: ToyConfig) -> None:
     if bad:
         raise ValueError("head_overlap must be >= 0, head_overlap_window an int >= 0 and "
                          f"head_overlap_steps None or an int >= 0; got {', '.join(bad)}")
+    if not (config.head_entropy >= 0 and config.head_entropy_last >= 0):  # NaN fails too
+        raise ValueError("head_entropy and head_entropy_last must be numbers >= 0 (a negative "
+                         f"weight would reward diffuse heads); got {config.head_entropy!r}, "
+                         f"{config.head_entropy_last!r}")
 
 
 def head_overlap(weights: torch.Tensor, queries: torch.Tensor, window: int = 0) -> torch.Tensor:
