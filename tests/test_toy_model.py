@@ -530,6 +530,29 @@ def test_head_entropy_adds_to_the_loss_and_refuses_a_negative_or_nan_weight():
         loss(float("nan"))  # not a loss that turns NaN without a word
 
 
+def test_head_entropy_warmup_ramps_the_weights_linearly_and_refuses_a_bad_count():
+    """With `head_entropy_warmup` = 10 the entropy terms enter at (step + 1) / 10 of their
+    weight during steps 0-9 and in full from step 9 on; outside training (`step` None) in full.
+    A negative, float or bool count is refused by name."""
+    config = replace(TINY, head_entropy=0.5, head_entropy_last=0.25, head_entropy_warmup=10)
+    model, tensors, heads = _model_and_batch(config)
+    model.eval()
+    p = toy_train.pack(*(t.numpy() for t in tensors), capacity=config.max_len, governors=heads)
+
+    def loss(step, cfg=config):
+        model.config = cfg
+        return toy_train.packed_loss(model, p, step=step)
+
+    off = loss(None, replace(config, head_entropy=0.0, head_entropy_last=0.0))
+    full = loss(None) - off
+    assert full > 0
+    for step, share in ((0, 0.1), (4, 0.5), (9, 1.0), (500, 1.0)):
+        torch.testing.assert_close(loss(step) - off, share * full)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match=f"head_entropy_warmup must be an int >= 0.*{bad!r}"):
+            loss(0, replace(config, head_entropy_warmup=bad))
+
+
 def test_head_overlap_steps_ends_the_penalty_after_that_many_steps():
     """With `head_overlap_steps` = 10 the penalty is in the loss at training steps 0-9 and gone
     from step 10 on (the loss is then the one at weight 0); outside training (`step` None) it is

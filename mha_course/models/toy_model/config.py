@@ -77,6 +77,9 @@ class ToyConfig:
     # queries, heads and layers of -sum_k A[q, k] log A[q, k] (nats). Role-blind like
     # head_overlap: it asks heads to look somewhere in particular, never where
     head_entropy_last: float = 0.0  # weight of the last layer's entropy, on top of head_entropy
+    head_entropy_warmup: int = 0  # both entropy weights grow linearly from 0 to full over the
+    # first this many steps (0: full from the start), so that heads can find a role before the
+    # penalty makes an idle one settle sharply on [CLS]
     head_dropout: float = 0.0  # each step, each head of each packed row is off with this
     # probability and the others scaled by 1 / (1 - p) (DropHead): a role must not rest on a pair
     n_train_sentences: int = 10000  # a fixed pool, freshly corrupted every step

@@ -140,11 +140,12 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
             head_overlap(w, p.loss_mask, config.head_overlap_window)
             for w in penalised) / len(penalised)
     if config.head_entropy != 0 or config.head_entropy_last != 0:
+        ramp = 1.0 if step is None else min(1.0, (step + 1) / max(1, config.head_entropy_warmup))
         last = head_entropy(weights[-1], p.loss_mask)
         if config.head_entropy != 0:
             mean = (sum(head_entropy(w, p.loss_mask) for w in weights[:-1]) + last) / len(weights)
-            loss = loss + config.head_entropy * mean
-        loss = loss + config.head_entropy_last * last
+            loss = loss + ramp * config.head_entropy * mean
+        loss = loss + ramp * config.head_entropy_last * last
     verbs = p.subject >= 0  # (rows, capacity)
     if config.subject_loss > 0 and verbs.any():
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
@@ -196,6 +197,9 @@ def _check_penalties(config: ToyConfig) -> None:
         raise ValueError("head_entropy and head_entropy_last must be numbers >= 0 (a negative "
                          f"weight would reward diffuse heads); got {config.head_entropy!r}, "
                          f"{config.head_entropy_last!r}")
+    warmup = config.head_entropy_warmup
+    if not (isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0):
+        raise ValueError(f"head_entropy_warmup must be an int >= 0 (steps); got {warmup!r}")
 
 
 def head_overlap(weights: torch.Tensor, queries: torch.Tensor, window: int = 0) -> torch.Tensor:
