@@ -266,8 +266,32 @@ def test_a_short_fresh_run_shows_the_first_roles(fresh_corpus):
     assert all(not v >= 0.3 for v in report["control"].values()), report["control"]
 
 
+def _stem(token: str) -> str:
+    """Written out from the lexicon's words, independently of `STEM_IDS`: a word without number
+    or gender; a name -> the first of its partner pair in NAMES, a pronoun -> "him" in its case."""
+    info = lang.LEXICON[token]
+    if info.pos == "NAME":
+        k = [n for n, _, _ in lang.NAMES].index(token)
+        return lang.NAMES[k - k % 2][0]
+    if info.pos == "PRON":
+        return {"lower": "him", "upper": "HIM", "title": "Him"}[info.case]
+    return lang.VOCAB[lang.LEMMA_IDS[lang.TOKEN_TO_ID[token]]]
+
+
+def test_stems_drop_gender_and_number_only():
+    """A name and its partner share a stem, as do every pronoun of one case; every other word
+    keeps its lemma; the stem of a stem is itself."""
+    for t in lang.VOCAB:
+        assert lang.VOCAB[lang.STEM_IDS[lang.TOKEN_TO_ID[t]]] == _stem(t), t
+    stems = lang.STEM_IDS
+    assert (stems[stems] == stems).all()
+    assert _stem("Dala") == _stem("Balo") == "Balo" and _stem("HER") == _stem("THEM") == "HIM"
+    assert _stem("foxes") == "fox" and _stem("queen") != _stem("king")
+
+
 @pytest.mark.parametrize("closer_loss, neighbour_target, extra", [(0.0, "token", 0.0),
-                                                                   (0.5, "lemma", 0.25)])
+                                                                   (0.5, "lemma", 0.25),
+                                                                   (0.0, "stem", 0.0)])
 def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target, extra):
     """The packed loss against the unpacked forward pass, written out: clean token at every
     word, its left neighbour (its token, or its number-free lemma scored over the lemmas;
@@ -296,6 +320,11 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
         left = left[..., lemmas]  # (batch, n-1, n_lemmas)
         left_targets = torch.tensor([[lemma_index[int(lang.LEMMA_IDS[t])] for t in row]
                                      for row in left_targets.tolist()])  # (batch, n-1)
+    if neighbour_target == "stem":  # nor its gender: "Dala" -> "Balo", "her" -> "him"
+        stems = sorted({lang.TOKEN_TO_ID[_stem(t)] for t in lang.VOCAB})
+        left = left[..., stems]  # (batch, n-1, n_stems)
+        left_targets = torch.tensor([[stems.index(lang.TOKEN_TO_ID[_stem(lang.VOCAB[t])])
+                                      for t in row] for row in left_targets.tolist()])
     want = want + 0.25 * F.cross_entropy(left[words[:, 1:]], left_targets[words[:, 1:]])
     if closer_loss:
         closers = torch.tensor([lang.CLOSERS.index(s.sentence_type) for s in sentences])  # (batch,)
@@ -320,6 +349,18 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
     if extra:  # the subject read-out cannot be trained without each verb's subject
         with pytest.raises(ValueError, match="needs governors"):
             toy_train._loss(model, inputs, targets, words, lengths)
+
+
+def test_an_unknown_neighbour_target_is_refused_by_name():
+    config = replace(TINY, neighbour_loss=0.25, neighbour_target="stems")
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(config)
+    sentences = lang.generate(2, seed=3)
+    inputs, targets, words, lengths = (torch.from_numpy(a) for a in
+                                       lang.corrupt_batch(sentences, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match=r"neighbour_target must be .*got 'stems'"):
+        toy_train._loss(model, inputs, targets, words, lengths,
+                        governors=np.full(tuple(targets.shape), -1))
 
 
 def test_hidden_is_forwards_final_stream():

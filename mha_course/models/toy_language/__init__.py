@@ -64,6 +64,7 @@ from mha_course.models.toy_language.lexicon import (
                                                     REGISTER_CASE,
                                                     SEP,
                                                     SPECIAL_TOKENS,
+                                                    STEM_IDS,
                                                     TOKEN_TO_ID,
                                                     VOCAB,
                                                     WORLDS,
@@ -75,5 +76,6 @@ __all__ = [
     "Grammar", "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP",
     "MASK", "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS",
     "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "SUBTASKS", "POS_TAGS", "POS_IDS", "LEMMA_IDS",
-    "generate", "tokenize", "encode", "decode", "pad_batch", "corrupt_batch", "subtask_batch",
+    "STEM_IDS", "generate", "tokenize", "encode", "decode", "pad_batch", "corrupt_batch",
+    "subtask_batch",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
            "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS",
-           "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "POS_TAGS", "POS_IDS", "LEMMA_IDS",
+           "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "POS_TAGS", "POS_IDS", "LEMMA_IDS", "STEM_IDS",
            # for the grammar and the corruptions (not re-exported by the package)
            "NOUNS", "ADJECTIVES", "TRANSITIVE", "INTRANSITIVE", "DETERMINERS", "PREPOSITIONS",
            "CONNECTIVES", "ADVERBS", "PRONOUNS", "WORD_IDS", "FEATURES", "BY_INFO", "TO_CASE",
@@ -182,6 +182,15 @@ for _k, (_name, _gender, _world) in enumerate(NAMES):
     _partner = NAMES[_k ^ 1]
     assert _partner[2] == _world and _partner[1] != _gender, (_name, _partner)
     NAME_PARTNER_IDS[TOKEN_TO_ID[_name]] = TOKEN_TO_ID[_partner[0]]
+
+# token id -> its lemma without gender either (a name -> the first name of its partner pair, a
+# pronoun -> "him" in its case): the "stem" that the neighbour read-out may ask for, so that
+# neither a name's gender (the naming sub-task) nor a pronoun's (coreference) can ride along to
+# the word after it
+STEM_IDS = np.minimum(LEMMA_IDS, NAME_PARTNER_IDS[LEMMA_IDS])
+for _t, _w in LEXICON.items():
+    if _w.pos == "PRON":
+        STEM_IDS[TOKEN_TO_ID[_t]] = TO_CASE[CASES.index(_w.case), TOKEN_TO_ID["him"]]
 
 
 def form_of(token: str, **change) -> str:

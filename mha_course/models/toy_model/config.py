@@ -58,7 +58,8 @@ class ToyConfig:
     name_swap: float = 0.8  # a name in apposition becomes its other-gender partner: only its noun
     # ("alongside Tila the old queen") can tell which of the two it was
     neighbour_loss: float = 0.25  # weight of "also name the token to your left" (0: off)
-    neighbour_target: str = "lemma"  # "token" (its identity), "lemma" (without number), "pos"
+    neighbour_target: str = "lemma"  # "token" (its identity), "lemma" (without number), "stem"
+    # (without number or gender: a name and its partner, the pronouns of a case share one), "pos"
     closer_loss: float = 1.0  # weight of "also name your sentence's closing delimiter" (0: off)
     world_loss: float = 0.25  # weight of "also name your sentence's world" (0: off)
     subject_loss: float = 0.25  # weight of "a verb also names its subject's lemma" (0: off)

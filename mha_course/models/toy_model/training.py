@@ -124,7 +124,8 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     first = streams[0]  # (rows, capacity, d_model): after the first layer
     if config.early_neighbour > 0:  # the same questions, asked after the first layer
         loss = loss + config.early_neighbour * _neighbour_loss(
-            model, model.early_neighbour_out, first, p, "lemma")
+            model, model.early_neighbour_out, first, p,
+            "stem" if config.neighbour_target == "stem" else "lemma")
     if config.early_closer > 0:
         loss = loss + config.early_closer * F.cross_entropy(
             model.early_closer_out(first[p.loss_mask]), p.closer[p.loss_mask])
@@ -239,8 +240,14 @@ def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None) ->
     elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
         left = h @ model.tok_emb.weight[_LEMMAS].T  # (n_at, n_lemmas)
         left_targets = _LEMMA_CLASS[left_targets]
-    else:  # only its part of speech: a neighbour's number cannot ride along to a verb
+    elif target == "stem":  # nor its gender: a name and its partner, the pronouns, share one
+        left = h @ model.tok_emb.weight[_STEMS].T  # (n_at, n_stems)
+        left_targets = _STEM_CLASS[left_targets]
+    elif target == "pos":  # only its part of speech: a neighbour's number cannot ride along
         left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
+    else:
+        raise ValueError('neighbour_target must be "token", "lemma", "stem" or "pos"; '
+                         f"got {target!r}")
     return F.cross_entropy(left, left_targets)
 
 
@@ -269,6 +276,8 @@ _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
 _LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
 _LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
 # _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
+_STEMS = torch.from_numpy(np.unique(lang.STEM_IDS))  # (n_stems,) lemmas without gender
+_STEM_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.STEM_IDS), lang.STEM_IDS))
 _WORLD_INDEX = np.array([lang.WORLDS.index(lang.LEXICON[t].world) if lang.LEXICON[t].world
                          else -1 for t in lang.VOCAB])  # token id -> WORLDS index, -1: none
 _CLOSER_INDEX = torch.full((len(lang.VOCAB),), -100, dtype=torch.long)  # token id -> CLOSERS index
