@@ -351,6 +351,33 @@ def test_training_loss_matches_a_hand_computed_one(closer_loss, neighbour_target
             toy_train._loss(model, inputs, targets, words, lengths)
 
 
+def test_the_right_neighbour_readout_adds_the_stem_to_the_right():
+    """`right_neighbour` adds its weight times the cross-entropy of the stem (`_stem`) of the
+    clean token to the right of every word, read by `right_neighbour_out` from the last layer,
+    written out on the unpacked forward pass."""
+    base = replace(TINY, neighbour_loss=0.25, subject_loss=0.0)
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(replace(base, right_neighbour=0.5))
+    sentences = lang.generate(6, seed=3)
+    inputs, targets, words, lengths = (torch.from_numpy(a) for a in
+                                       lang.corrupt_batch(sentences, np.random.default_rng(0)))
+    got = toy_train._loss(model, inputs, targets, words, lengths)
+    model.config = base  # the same weights without the read-out
+    without = toy_train._loss(model, inputs, targets, words, lengths)
+    out = model(inputs, lengths)
+    stems = sorted({lang.TOKEN_TO_ID[_stem(t)] for t in lang.VOCAB})
+    right = model.right_neighbour_out(out.final[:, :-1]) @ model.tok_emb.weight[stems].T
+    right_targets = torch.tensor([[stems.index(lang.TOKEN_TO_ID[_stem(lang.VOCAB[t])])
+                                   for t in row] for row in targets[:, 1:].tolist()])
+    at = words[:, :-1]  # (batch, n-1): every word has a token to its right ([SEP] at the end)
+    want = without + 0.5 * torch.nn.functional.cross_entropy(right[at], right_targets[at])
+    torch.testing.assert_close(got, want)
+    assert words[torch.arange(len(lengths)), lengths - 1].sum() == 0  # [SEP] is never a word
+    with pytest.raises(ValueError, match="side must be -1 .* got 0"):
+        toy_train._neighbour_loss(model, model.neighbour_out, out.final,
+                                  toy_train.pack(inputs, targets, words, lengths, 32), side=0)
+
+
 def test_an_unknown_neighbour_target_is_refused_by_name():
     config = replace(TINY, neighbour_loss=0.25, neighbour_target="stems")
     torch.manual_seed(0)

@@ -116,6 +116,8 @@ class ToyTransformer(nn.Module):
             self.early_neighbour_out = nn.Linear(config.d_model, config.d_model)
         if config.early_closer > 0:
             self.early_closer_out = nn.Linear(config.d_model, len(lang.CLOSERS))
+        if config.right_neighbour > 0:  # and what stands to my right?
+            self.right_neighbour_out = nn.Linear(config.d_model, config.d_model)
         for emb in (self.tok_emb, self.pos_emb):
             nn.init.normal_(emb.weight, std=0.02)
 

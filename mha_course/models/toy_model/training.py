@@ -129,6 +129,9 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     if config.early_closer > 0:
         loss = loss + config.early_closer * F.cross_entropy(
             model.early_closer_out(first[p.loss_mask]), p.closer[p.loss_mask])
+    if config.right_neighbour > 0:
+        loss = loss + config.right_neighbour * _neighbour_loss(
+            model, model.right_neighbour_out, final, p, "stem", side=1)
     if config.world_loss > 0:
         loss = loss + config.world_loss * F.cross_entropy(model.world_out(words),
                                                           p.world[p.loss_mask])
@@ -226,29 +229,31 @@ def head_entropy(weights: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     return entropy.transpose(1, 2)[queries].mean()  # over (n_queries, h)
 
 
-def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None) -> torch.Tensor:
-    """Cross-entropy of "name the clean token to your left" read by `out` from `stream`
-    (rows, capacity, d_model), as `ToyConfig.neighbour_target` asks (or `target`)."""
-    # a word is never its sentence's first token ([CLS] is), so its left neighbour in the
-    # packed row is its left neighbour in the sentence
-    at = p.loss_mask[:, 1:]  # word positions i >= 1; target: the clean token at i - 1
-    left_targets = p.targets[:, :-1][at]  # (n_at,)
-    h = out(stream[:, 1:][at])  # (n_at, d_model), or (n_at, n_pos)
+def _neighbour_loss(model, out, stream, p: Packed, target: str | None = None,
+                    side: int = -1) -> torch.Tensor:
+    """Cross-entropy of "name the clean token to your left" (`side` -1; 1: to your right) read
+    by `out` from `stream` (rows, capacity, d_model), as `ToyConfig.neighbour_target` asks (or
+    `target`). A word is never its sentence's first or last token ([CLS] and [SEP] are), so its
+    neighbours in the packed row are its neighbours in the sentence."""
+    if side not in (-1, 1):
+        raise ValueError(f"side must be -1 (left) or 1 (right); got {side!r}")
+    here, there = (slice(1, None), slice(None, -1))[::-side]  # word i; its neighbour i + side
+    at = p.loss_mask[:, here]  # (rows, capacity - 1): the words that have that neighbour
+    targets = p.targets[:, there][at]  # (n_at,): the clean token beside each
+    h = out(stream[:, here][at])  # (n_at, d_model), or (n_at, n_pos)
     target = target or model.config.neighbour_target
     if target == "token":  # its identity, number included
-        left = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
+        logits = h @ model.tok_emb.weight.T  # (n_at, vocab_size)
     elif target == "lemma":  # a neighbour's number is not asked for: score the lemmas only
-        left = h @ model.tok_emb.weight[_LEMMAS].T  # (n_at, n_lemmas)
-        left_targets = _LEMMA_CLASS[left_targets]
+        logits, targets = h @ model.tok_emb.weight[_LEMMAS].T, _LEMMA_CLASS[targets]
     elif target == "stem":  # nor its gender: a name and its partner, the pronouns, share one
-        left = h @ model.tok_emb.weight[_STEMS].T  # (n_at, n_stems)
-        left_targets = _STEM_CLASS[left_targets]
+        logits, targets = h @ model.tok_emb.weight[_STEMS].T, _STEM_CLASS[targets]
     elif target == "pos":  # only its part of speech: a neighbour's number cannot ride along
-        left, left_targets = h, _POS_IDS[left_targets]  # (n_at, n_pos)
+        logits, targets = h, _POS_IDS[targets]  # (n_at, n_pos)
     else:
         raise ValueError('neighbour_target must be "token", "lemma", "stem" or "pos"; '
                          f"got {target!r}")
-    return F.cross_entropy(left, left_targets)
+    return F.cross_entropy(logits, targets)
 
 
 def _dropped_heads(config: ToyConfig, rows: int) -> torch.Tensor | None:
