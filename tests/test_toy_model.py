@@ -378,6 +378,34 @@ def test_the_right_neighbour_readout_adds_the_stem_to_the_right():
                                   toy_train.pack(inputs, targets, words, lengths, 32), side=0)
 
 
+def test_the_order_loss_adds_the_denoising_loss_at_swapped_neighbours():
+    """`order_loss` adds its weight times the cross-entropy of the clean token at the words of a
+    neighbour swap, here made by hand (one pair per sentence, so its positions are known), on
+    the unpacked forward pass; with no swap in the batch it adds nothing."""
+    base = replace(TINY, neighbour_loss=0.25, subject_loss=0.0)
+    sentences = lang.generate(6, seed=3)
+    _, targets, words, lengths = (torch.from_numpy(a) for a in
+                                  lang.corrupt_batch(sentences, np.random.default_rng(0)))
+    inputs, swapped = targets.clone(), torch.zeros_like(words)  # (batch, n) both
+    for b, s in enumerate(sentences):  # the first two neighbouring words of different tokens
+        i = next(i for i in range(1, len(s.tokens) - 2) if not s.is_delimiter[i]
+                 and not s.is_delimiter[i + 1] and s.tokens[i] != s.tokens[i + 1])
+        inputs[b, i], inputs[b, i + 1] = targets[b, i + 1], targets[b, i]
+        swapped[b, i] = swapped[b, i + 1] = True
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(replace(base, order_loss=0.7))
+    got = toy_train._loss(model, inputs, targets, words, lengths)
+    model.config = base
+    without = toy_train._loss(model, inputs, targets, words, lengths)
+    logits = model(inputs, lengths).logits  # (batch, n, vocab)
+    want = without + 0.7 * torch.nn.functional.cross_entropy(logits[swapped], targets[swapped])
+    torch.testing.assert_close(got, want)
+    model.config = replace(base, order_loss=0.7)  # clean inputs: no pair traded places
+    with_order = toy_train._loss(model, targets, targets, words, lengths)
+    model.config = base
+    torch.testing.assert_close(with_order, toy_train._loss(model, targets, targets, words, lengths))
+
+
 def test_an_unknown_neighbour_target_is_refused_by_name():
     config = replace(TINY, neighbour_loss=0.25, neighbour_target="stems")
     torch.manual_seed(0)

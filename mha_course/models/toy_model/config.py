@@ -67,6 +67,8 @@ class ToyConfig:
     # layer's output (0: off): after one layer a word knows its left neighbour only by attending
     # to it, so layer 0 must grow a previous-word head
     early_closer: float = 0.0  # the same for the closer read-out (a closer head in layer 0)
+    order_loss: float = 0.0  # weight of the denoising loss again at the words of an intact
+    # neighbour swap (`transpose`): word order trained harder without moving more words
     right_neighbour: float = 0.0  # weight of "also name the token to your right" (its stem:
     # without number or gender, so no agreement or naming evidence rides along; 0: off)
     head_overlap: float = 0.0  # weight of the heads' overlap (disagreement regularisation, Li et

@@ -1,10 +1,7 @@
-"""Training the toy Transformer: the denoising loss (with its two read-outs), the learning-rate
-schedule, the training loop and the sub-task accuracies.
-
-`train` only trains and measures accuracy; what it logs at each snapshot is up to the caller
-(`snapshot`): `mha_course.experiments.toy_training` adds the heads' role scores, the random-init
-control and heads.json.
-"""
+"""Training the toy Transformer: the denoising loss (with its read-outs and penalties), the
+learning-rate schedule, the training loop and the sub-task accuracies. `train` only trains and
+measures accuracy; what it logs at each snapshot is up to the caller (`snapshot`):
+`mha_course.experiments.toy_training` adds the heads' role scores, the control and heads.json."""
 
 from __future__ import annotations
 
@@ -114,8 +111,14 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     # streams: n_layers x (rows, capacity, d_model); weights: n_layers x (rows, h, cap, cap)
     final = streams[-1]  # (rows, capacity, d_model)
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
-    loss = F.cross_entropy(words @ model.tok_emb.weight.T,  # (n_words, vocab_size)
-                           p.targets[p.loss_mask])
+    logits, clean = words @ model.tok_emb.weight.T, p.targets[p.loss_mask]  # (n_words, vocab)
+    loss = F.cross_entropy(logits, clean)
+    if config.order_loss > 0:  # the words of an intact neighbour swap, once more on their own
+        ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
+        pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
+        swapped = F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))  # (rows, capacity)
+        if (swapped := swapped[p.loss_mask]).any():
+            loss = loss + config.order_loss * F.cross_entropy(logits[swapped], clean[swapped])
     if config.neighbour_loss > 0:
         loss = loss + config.neighbour_loss * _neighbour_loss(model, model.neighbour_out, final, p)
     if config.closer_loss > 0:
