@@ -406,6 +406,37 @@ def test_the_order_loss_adds_the_denoising_loss_at_swapped_neighbours():
     torch.testing.assert_close(with_order, toy_train._loss(model, targets, targets, words, lengths))
 
 
+def test_the_naming_loss_adds_the_denoising_loss_at_names_swapped_for_their_partner():
+    """`naming_loss` adds its weight times the cross-entropy of the clean token at each name
+    that was swapped for its partner (by hand here: every name in apposition), on the unpacked
+    forward pass; a name replaced by another name that is not its partner does not count."""
+    base = replace(TINY, neighbour_loss=0.25, subject_loss=0.0)
+    sentences = lang.generate(12, seed=5)
+    _, targets, words, lengths = (torch.from_numpy(a) for a in
+                                  lang.corrupt_batch(sentences, np.random.default_rng(0)))
+    inputs, named = targets.clone(), torch.zeros_like(words)  # (batch, n) both
+    others = []  # names replaced by a name that is not their partner
+    for b, s in enumerate(sentences):
+        for i, t in enumerate(s.tokens):
+            if lang.LEXICON[t].pos != "NAME":
+                continue
+            if s.rare_context[i] >= 0:
+                inputs[b, i] = int(lang.NAME_PARTNER_IDS[lang.TOKEN_TO_ID[t]])
+                named[b, i] = True
+            elif not others:
+                inputs[b, i] = lang.TOKEN_TO_ID["Falo" if t != "Falo" else "Balo"]
+                others.append((b, i))
+    assert named.sum() >= 2 and others and not any(named[b, i] for b, i in others)
+    torch.manual_seed(0)
+    model = toy_model.ToyTransformer(replace(base, naming_loss=0.6))
+    got = toy_train._loss(model, inputs, targets, words, lengths)
+    model.config = base
+    without = toy_train._loss(model, inputs, targets, words, lengths)
+    logits = model(inputs, lengths).logits  # (batch, n, vocab)
+    want = without + 0.6 * torch.nn.functional.cross_entropy(logits[named], targets[named])
+    torch.testing.assert_close(got, want)
+
+
 def test_an_unknown_neighbour_target_is_refused_by_name():
     config = replace(TINY, neighbour_loss=0.25, neighbour_target="stems")
     torch.manual_seed(0)

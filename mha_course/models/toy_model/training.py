@@ -113,12 +113,12 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     logits, clean = words @ model.tok_emb.weight.T, p.targets[p.loss_mask]  # (n_words, vocab)
     loss = F.cross_entropy(logits, clean)
-    if config.order_loss > 0:  # the words of an intact neighbour swap, once more on their own
-        ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
-        pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
-        swapped = F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))  # (rows, capacity)
-        if (swapped := swapped[p.loss_mask]).any():
-            loss = loss + config.order_loss * F.cross_entropy(logits[swapped], clean[swapped])
+    ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
+    pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
+    for weight, at in ((config.order_loss, F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))),
+                       (config.naming_loss, (ids != t) & (ids == _PARTNERS[t]))):
+        if weight > 0 and (at := at[p.loss_mask]).any():  # (n_words,): once more on their own
+            loss = loss + weight * F.cross_entropy(logits[at], clean[at])
     if config.neighbour_loss > 0:
         loss = loss + config.neighbour_loss * _neighbour_loss(model, model.neighbour_out, final, p)
     if config.closer_loss > 0:
@@ -281,6 +281,7 @@ def governor_positions(sentences, n: int) -> np.ndarray:
 
 
 _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
+_PARTNERS = torch.from_numpy(lang.NAME_PARTNER_IDS)  # a name -> its partner, other tokens: same
 _LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
 _LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
 # _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
