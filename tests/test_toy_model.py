@@ -392,14 +392,8 @@ def test_the_order_loss_adds_the_denoising_loss_at_swapped_neighbours():
                  and not s.is_delimiter[i + 1] and s.tokens[i] != s.tokens[i + 1])
         inputs[b, i], inputs[b, i + 1] = targets[b, i + 1], targets[b, i]
         swapped[b, i] = swapped[b, i + 1] = True
-    torch.manual_seed(0)
-    model = toy_model.ToyTransformer(replace(base, order_loss=0.7))
-    got = toy_train._loss(model, inputs, targets, words, lengths)
-    model.config = base
-    without = toy_train._loss(model, inputs, targets, words, lengths)
-    logits = model(inputs, lengths).logits  # (batch, n, vocab)
-    want = without + 0.7 * torch.nn.functional.cross_entropy(logits[swapped], targets[swapped])
-    torch.testing.assert_close(got, want)
+    model = _check_extra_loss(replace(base, order_loss=0.7), base, 0.7, swapped,
+                              inputs, targets, words, lengths)
     model.config = replace(base, order_loss=0.7)  # clean inputs: no pair traded places
     with_order = toy_train._loss(model, targets, targets, words, lengths)
     model.config = base
@@ -427,14 +421,22 @@ def test_the_naming_loss_adds_the_denoising_loss_at_names_swapped_for_their_part
                 inputs[b, i] = lang.TOKEN_TO_ID["Falo" if t != "Falo" else "Balo"]
                 others.append((b, i))
     assert named.sum() >= 2 and others and not any(named[b, i] for b, i in others)
+    _check_extra_loss(replace(base, naming_loss=0.6), base, 0.6, named,
+                      inputs, targets, words, lengths)
+
+
+def _check_extra_loss(config, base, weight, at, inputs, targets, words, lengths):
+    """The loss under `config` = the loss under `base` (same weights) + weight x the clean
+    token's cross-entropy at the positions `at` (batch, n), on the unpacked forward pass."""
     torch.manual_seed(0)
-    model = toy_model.ToyTransformer(replace(base, naming_loss=0.6))
+    model = toy_model.ToyTransformer(config)
     got = toy_train._loss(model, inputs, targets, words, lengths)
     model.config = base
     without = toy_train._loss(model, inputs, targets, words, lengths)
     logits = model(inputs, lengths).logits  # (batch, n, vocab)
-    want = without + 0.6 * torch.nn.functional.cross_entropy(logits[named], targets[named])
+    want = without + weight * torch.nn.functional.cross_entropy(logits[at], targets[at])
     torch.testing.assert_close(got, want)
+    return model
 
 
 def test_an_unknown_neighbour_target_is_refused_by_name():
