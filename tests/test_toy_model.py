@@ -418,7 +418,9 @@ def test_the_naming_loss_adds_the_denoising_loss_at_names_swapped_for_their_part
                 inputs[b, i] = int(lang.NAME_PARTNER_IDS[lang.TOKEN_TO_ID[t]])
                 named[b, i] = True
             elif not others:
-                inputs[b, i] = lang.TOKEN_TO_ID["Falo" if t != "Falo" else "Balo"]
+                partner = lang.VOCAB[lang.NAME_PARTNER_IDS[lang.TOKEN_TO_ID[t]]]
+                inputs[b, i] = lang.TOKEN_TO_ID[next(n for n, _, _ in lang.NAMES
+                                                     if n not in (t, partner))]
                 others.append((b, i))
     assert named.sum() >= 2 and others and not any(named[b, i] for b, i in others)
     _check_extra_loss(replace(base, naming_loss=0.6), base, 0.6, named,

@@ -113,12 +113,13 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     logits, clean = words @ model.tok_emb.weight.T, p.targets[p.loss_mask]  # (n_words, vocab)
     loss = F.cross_entropy(logits, clean)
-    ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
-    pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
-    for weight, at in ((config.order_loss, F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))),
-                       (config.naming_loss, (ids != t) & (ids == _PARTNERS[t]))):
-        if weight > 0 and (at := at[p.loss_mask]).any():  # (n_words,): once more on their own
-            loss = loss + weight * F.cross_entropy(logits[at], clean[at])
+    if config.order_loss > 0 or config.naming_loss > 0:  # (off: nothing computed per step)
+        ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
+        pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
+        for weight, at in ((config.order_loss, F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))),
+                           (config.naming_loss, (ids != t) & (ids == _PARTNERS[t]))):
+            if weight > 0 and (at := at[p.loss_mask]).any():  # (n_words,): once more alone
+                loss = loss + weight * F.cross_entropy(logits[at], clean[at])
     if config.neighbour_loss > 0:
         loss = loss + config.neighbour_loss * _neighbour_loss(model, model.neighbour_out, final, p)
     if config.closer_loss > 0:
@@ -272,8 +273,7 @@ def _dropped_heads(config: ToyConfig, rows: int) -> torch.Tensor | None:
 
 
 def governor_positions(sentences, n: int) -> np.ndarray:
-    """(batch, n): the position of each token's gold head (`Sentence.head`: a verb's subject),
-    -1 where none; the subject read-out's targets."""
+    """(batch, n): at each verb its subject's position (`Sentence.head`), -1 elsewhere."""
     out = np.full((len(sentences), n), -1, dtype=np.int64)
     for b, s in enumerate(sentences):
         out[b, :len(s.head)] = s.head
