@@ -70,7 +70,7 @@ def test_the_shipped_ablation_trained_todays_recipe():
                      ("d_v", None), ("fused_optimizer", False), ("head_entropy", 0.0),
                      ("head_entropy_last", 0.0), ("head_entropy_warmup", 0),
                      ("right_neighbour", 0.0), ("order_loss", 0.0),
-                     ("naming_loss", 0.0)):
+                     ("naming_loss", 0.0), ("apposition_loss", 0.0)):
         stored.setdefault(key, off)  # written before they existed: trained without them
     for key, value in recipe.items():
         assert stored[key] == value, f"readout_ablation.json is stale: {key}"

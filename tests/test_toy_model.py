@@ -427,6 +427,34 @@ def test_the_naming_loss_adds_the_denoising_loss_at_names_swapped_for_their_part
                       inputs, targets, words, lengths)
 
 
+def test_the_apposition_loss_adds_the_denoising_loss_at_every_apposition_name():
+    """`apposition_loss` adds its weight times the cross-entropy of the clean token at every
+    name of an apposition (`Sentence.rare_context`), swapped for its partner or left clean, and
+    nowhere else (other names, swapped or not, do not count), on the unpacked forward pass."""
+    base = replace(TINY, neighbour_loss=0.25, subject_loss=0.0)
+    sentences = lang.generate(12, seed=5)
+    _, targets, words, lengths = (torch.from_numpy(a) for a in
+                                  lang.corrupt_batch(sentences, np.random.default_rng(0)))
+    inputs, named = targets.clone(), torch.zeros_like(words)  # (batch, n) both
+    swapped = kept = other = 0
+    for b, s in enumerate(sentences):
+        for i, t in enumerate(s.tokens):
+            if lang.LEXICON[t].pos != "NAME":
+                continue
+            partner = int(lang.NAME_PARTNER_IDS[lang.TOKEN_TO_ID[t]])
+            if s.rare_context[i] >= 0:
+                named[b, i] = True
+                if swapped <= kept:  # every other apposition name swapped, the rest clean
+                    inputs[b, i], swapped = partner, swapped + 1
+                else:
+                    kept += 1
+            else:  # a name outside an apposition, swapped for its partner: not counted
+                inputs[b, i], other = partner, other + 1
+    assert swapped >= 2 and kept >= 2 and other >= 2
+    _check_extra_loss(replace(base, apposition_loss=0.6), base, 0.6, named,
+                      inputs, targets, words, lengths)
+
+
 def _check_extra_loss(config, base, weight, at, inputs, targets, words, lengths):
     """The loss under `config` = the loss under `base` (same weights) + weight x the clean
     token's cross-entropy at the positions `at` (batch, n), on the unpacked forward pass."""

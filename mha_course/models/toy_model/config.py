@@ -70,6 +70,8 @@ class ToyConfig:
     order_loss: float = 0.0  # weight of the denoising loss again at the words of an intact
     # neighbour swap (`transpose`): word order trained harder without moving more words
     naming_loss: float = 0.0  # the same at a name swapped for its partner (`name_swap`)
+    apposition_loss: float = 0.0  # the same at every name of an apposition, swapped or left
+    # clean, so that it rewards telling the two apart (from the noun), not swapping back blindly
     right_neighbour: float = 0.0  # weight of "also name the token to your right" (its stem:
     # without number or gender, so no agreement or naming evidence rides along; 0: off)
     head_overlap: float = 0.0  # weight of the heads' overlap (disagreement regularisation, Li et

@@ -113,11 +113,12 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
     words = final[p.loss_mask]  # (n_words, d_model): every word position of the batch
     logits, clean = words @ model.tok_emb.weight.T, p.targets[p.loss_mask]  # (n_words, vocab)
     loss = F.cross_entropy(logits, clean)
-    if config.order_loss > 0 or config.naming_loss > 0:  # (off: nothing computed per step)
+    if max(config.order_loss, config.naming_loss, config.apposition_loss) > 0:  # (else: none)
         ids, t = p.ids, p.targets  # pair[:, i]: the tokens at i and i + 1 traded places
         pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
         for weight, at in ((config.order_loss, F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))),
-                           (config.naming_loss, (ids != t) & (ids == _PARTNERS[t]))):
+                           (config.naming_loss, (ids != t) & (ids == _PARTNERS[t])),
+                           (config.apposition_loss, F.pad(_ALONGSIDE[t[:, :-1]], (1, 0)))):
             if weight > 0 and (at := at[p.loss_mask]).any():  # (n_words,): once more alone
                 loss = loss + weight * F.cross_entropy(logits[at], clean[at])
     if config.neighbour_loss > 0:
@@ -155,9 +156,8 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
             loss = loss + ramp * config.head_entropy * mean
         loss = loss + ramp * config.head_entropy_last * last
     verbs = p.subject >= 0  # (rows, capacity)
-    if config.subject_loss > 0 and verbs.any():
+    if config.subject_loss > 0 and verbs.any():  # subject: (n_verbs, n_lemmas)
         subject = model.subject_out(final[verbs]) @ model.tok_emb.weight[_LEMMAS].T
-        # subject: (n_verbs, n_lemmas)
         loss = loss + config.subject_loss * F.cross_entropy(subject, p.subject[verbs])
     return loss
 
@@ -170,11 +170,10 @@ def draw_batch(config: ToyConfig, pool, rng: np.random.Generator) -> tuple[list,
     arrays = lang.corrupt_batch(batch, rng, config.corrupt_rate,
                                 kinds=(other, config.swap_share, other),
                                 sentence_flip=config.sentence_flip, transpose=config.transpose,
-                                relation_swap=config.relation_swap,
+                                relation_swap=config.relation_swap, name_swap=config.name_swap,
                                 protect_governors=config.protect_governors,
                                 case_flip=config.case_flip, swap_case=config.swap_case,
-                                case_flip_share=config.case_flip_share,
-                                name_swap=config.name_swap)
+                                case_flip_share=config.case_flip_share)
     return batch, arrays  # arrays: (batch, n) three times, then lengths (batch,)
 
 
@@ -282,6 +281,7 @@ def governor_positions(sentences, n: int) -> np.ndarray:
 
 _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
 _PARTNERS = torch.from_numpy(lang.NAME_PARTNER_IDS)  # a name -> its partner, other tokens: same
+_ALONGSIDE = torch.tensor([t.lower() == "alongside" for t in lang.VOCAB])  # the next: a name
 _LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
 _LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
 # _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
