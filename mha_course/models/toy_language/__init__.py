@@ -48,6 +48,8 @@ are what they are, with the measurements behind each choice: docs/design/toy_lan
 from mha_course.models.toy_language.corruption import SUBTASKS, corrupt_batch, subtask_batch
 from mha_course.models.toy_language.grammar import Grammar, Sentence, generate
 from mha_course.models.toy_language.lexicon import (
+                                                    APPOSITION,
+                                                    APPOSITION_IDS,
                                                     CASES,
                                                     CLOSERS,
                                                     CLS,
@@ -76,6 +78,6 @@ __all__ = [
     "Grammar", "Sentence", "WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP",
     "MASK", "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS",
     "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "SUBTASKS", "POS_TAGS", "POS_IDS", "LEMMA_IDS",
-    "STEM_IDS", "generate", "tokenize", "encode", "decode", "pad_batch", "corrupt_batch",
-    "subtask_batch",
+    "STEM_IDS", "APPOSITION", "APPOSITION_IDS", "generate", "tokenize", "encode", "decode",
+    "pad_batch", "corrupt_batch", "subtask_batch",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 from mha_course.models.toy_language.lexicon import (
     ADJECTIVES,
     ADVERBS,
+    APPOSITION,
     CASES,
     CLOSERS,
     CLS,
@@ -207,7 +208,7 @@ class _SentenceMaker:
             return
         sg, _, gender = persons[self.rng.integers(len(persons))]
         self.used.add(sg)
-        b.add("alongside")
+        b.add(APPOSITION)
         name, _ = self.name(gender)
         at = b.add(name)
         if any(d not in self.used for d in DETERMINERS):

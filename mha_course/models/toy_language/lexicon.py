@@ -15,12 +15,14 @@ import numpy as np
 __all__ = ["WordInfo", "LEXICON", "VOCAB", "TOKEN_TO_ID", "PAD", "CLS", "SEP", "MASK",
            "SPECIAL_TOKENS", "CLOSERS", "CASES", "REGISTER_CASE", "WORLDS", "NAMES", "NAME_PROBS",
            "NAME_RANK_SHIFT", "NAME_PARTNER_IDS", "POS_TAGS", "POS_IDS", "LEMMA_IDS", "STEM_IDS",
+           "APPOSITION", "APPOSITION_IDS",
            # for the grammar and the corruptions (not re-exported by the package)
            "NOUNS", "ADJECTIVES", "TRANSITIVE", "INTRANSITIVE", "DETERMINERS", "PREPOSITIONS",
            "CONNECTIVES", "ADVERBS", "PRONOUNS", "WORD_IDS", "FEATURES", "BY_INFO", "TO_CASE",
            "CASE_INDEX", "FLIP_WORLD", "form_of", "counterpart"]
 
 PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
+APPOSITION = "alongside"  # only ever before a name in apposition: "alongside Tila the old queen"
 SPECIAL_TOKENS = (PAD, CLS, SEP, MASK)
 CLOSERS = (".", "?", "!")
 CASES = ("lower", "upper", "title")  # how a word is written
@@ -134,8 +136,7 @@ def _build_lexicon() -> dict[str, WordInfo]:
     entries += [(a, WordInfo("ADV", a)) for a in ADVERBS]
     entries.append(("that", WordInfo("REL", "that")))
     entries.append(("like", WordInfo("PREP", "like")))  # only ever introduces a repeated name
-    # only ever before a name in apposition ("alongside Tila the old queen")
-    entries.append(("alongside", WordInfo("PREP", "alongside")))
+    entries.append((APPOSITION, WordInfo("PREP", APPOSITION)))
     entries += [(p, WordInfo("PRON", "pronoun", num, g)) for p, num, g in PRONOUNS]
     for token, info in entries:
         for form, form_info in _forms(token, info):
@@ -191,6 +192,9 @@ STEM_IDS = np.minimum(LEMMA_IDS, NAME_PARTNER_IDS[LEMMA_IDS])
 for _t, _w in LEXICON.items():
     if _w.pos == "PRON":
         STEM_IDS[TOKEN_TO_ID[_t]] = TO_CASE[CASES.index(_w.case), TOKEN_TO_ID["him"]]
+
+# the token ids of APPOSITION in every case: the token after one is always a name in apposition
+APPOSITION_IDS = np.array([TOKEN_TO_ID[t] for t, w in LEXICON.items() if w.concept == APPOSITION])
 
 
 def form_of(token: str, **change) -> str:

@@ -118,7 +118,7 @@ def packed_loss(model, p: Packed, step: int | None = None) -> torch.Tensor:
         pair = (ids[:, :-1] == t[:, 1:]) & (ids[:, 1:] == t[:, :-1]) & (t[:, :-1] != t[:, 1:])
         for weight, at in ((config.order_loss, F.pad(pair, (1, 0)) | F.pad(pair, (0, 1))),
                            (config.naming_loss, (ids != t) & (ids == _PARTNERS[t])),
-                           (config.apposition_loss, F.pad(_ALONGSIDE[t[:, :-1]], (1, 0)))):
+                           (config.apposition_loss, F.pad(_IS_APPOSITION[t[:, :-1]], (1, 0)))):
             if weight > 0 and (at := at[p.loss_mask]).any():  # (n_words,): once more alone
                 loss = loss + weight * F.cross_entropy(logits[at], clean[at])
     if config.neighbour_loss > 0:
@@ -281,7 +281,7 @@ def governor_positions(sentences, n: int) -> np.ndarray:
 
 _POS_IDS = torch.from_numpy(lang.POS_IDS)  # token id -> part-of-speech id
 _PARTNERS = torch.from_numpy(lang.NAME_PARTNER_IDS)  # a name -> its partner, other tokens: same
-_ALONGSIDE = torch.tensor([t.lower() == "alongside" for t in lang.VOCAB])  # the next: a name
+_IS_APPOSITION = torch.from_numpy(np.isin(np.arange(len(lang.VOCAB)), lang.APPOSITION_IDS))
 _LEMMAS = torch.from_numpy(np.unique(lang.LEMMA_IDS))  # (n_lemmas,) the token ids of the lemmas
 _LEMMA_CLASS = torch.from_numpy(np.searchsorted(np.unique(lang.LEMMA_IDS), lang.LEMMA_IDS))
 # _LEMMA_CLASS: token id -> the index of its lemma in _LEMMAS
